@@ -1,0 +1,595 @@
+//! The peer: builds the supervision tree and implements the cluster operations on top of it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cluster_actors::{ActorRef, RestartPolicy, Supervisor};
+use cluster_consensus::{Consensus, SinglePeerConsensus};
+use cluster_ipfs::IpfsConnector;
+use cluster_observe::{ActorLabels, Metrics};
+use cluster_state::StateStore;
+use cluster_tracker::{PinTrackerActor, TrackerConfig, TrackerMsg};
+use cluster_types::error::NOT_FOUND_MESSAGE;
+use cluster_types::{
+    Alert, ApiError, Cid, ErrorCode, GlobalPinInfo, GlobalRepoGc, IpfsId, IpfsRepoGc, Metric, Pin, PinMode,
+    PinOptions, PinType, PinTypeFilter, RepoGc, Timestamp, TrackerStatusFilter, ID,
+};
+use futures::stream::{BoxStream, StreamExt};
+use tokio::sync::mpsc;
+
+use crate::allocator::{allocate, AllocationRequest};
+use crate::consensus_actor::{ConsensusActor, ConsensusMsg};
+use crate::informer::{InformerActor, InformerMsg, InformerSettings, QueueSizeFn};
+use crate::ipfs_actor::{IpfsActor, IpfsClient, IpfsTimeouts};
+use crate::monitor::{MonitorActor, MonitorMsg};
+use crate::sync::{SyncActor, SyncMsg};
+
+/// Everything a peer needs to know to run, already validated (built from service.json).
+#[derive(Clone)]
+pub struct ClusterSettings {
+    /// Cluster peer id.
+    pub peer_id: String,
+    /// Human-readable name.
+    pub peername: String,
+    /// Default replication factors.
+    pub replication_factor_min: i32,
+    /// Default replication factors.
+    pub replication_factor_max: i32,
+    /// Expired-pin sweep period.
+    pub state_sync_interval: Duration,
+    /// Automatic recover period.
+    pub pin_recover_interval: Duration,
+    /// Metrics used to choose allocations, in priority order.
+    pub allocate_by: Vec<String>,
+    /// Monitor expiry check period.
+    pub monitor_check_interval: Duration,
+    /// Informers.
+    pub informers: InformerSettings,
+    /// Pin tracker tuning.
+    pub concurrent_pins: usize,
+    /// Capacity of each tracker queue.
+    pub max_pin_queue_size: usize,
+    /// Pins younger than this go to the priority queue.
+    pub priority_pin_max_age: Duration,
+    /// Pins retried more than this leave the priority queue.
+    pub priority_pin_max_retries: u32,
+    /// No-progress timeout of a pin.
+    pub pin_timeout: Duration,
+    /// IPFS timeouts.
+    pub ipfs_timeouts: IpfsTimeouts,
+    /// How often supervisors check their children.
+    pub heartbeat_interval: Duration,
+    /// Base restart policy; stuck timeouts are derived per actor from the IPFS timeouts.
+    pub restart_policy: RestartPolicy,
+}
+
+/// Errors starting a peer.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// The IPFS node did not answer at start.
+    #[error("ipfs is not ready: {0}")]
+    IpfsNotReady(String),
+    /// Consensus could not start.
+    #[error("consensus is not ready: {0}")]
+    Consensus(String),
+}
+
+/// One running peer: cheap to clone, every clone drives the same actors.
+#[derive(Clone)]
+pub struct Cluster {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    settings: ClusterSettings,
+    supervisor: Supervisor,
+    ipfs: Arc<dyn IpfsConnector>,
+    consensus: Arc<dyn Consensus>,
+    state: Arc<dyn StateStore>,
+    consensus_ref: ActorRef<ConsensusMsg>,
+    tracker: ActorRef<TrackerMsg>,
+    monitor: ActorRef<MonitorMsg>,
+    informer: ActorRef<InformerMsg>,
+    sync: ActorRef<SyncMsg>,
+    metrics: Arc<Metrics>,
+}
+
+/// How long API-facing asks to actors may take before answering 503.
+const ASK_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn unavailable(what: &str) -> ApiError {
+    ApiError::new(ErrorCode::Unavailable, format!("{what} is not available (restarting or overloaded), try again"))
+}
+
+impl Cluster {
+    /// Builds the supervision tree and starts every component.
+    pub async fn start(
+        settings: ClusterSettings,
+        backend: Arc<dyn IpfsConnector>,
+        state: Arc<dyn StateStore>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Cluster, ClusterError> {
+        let supervisor = Supervisor::new("root", settings.heartbeat_interval);
+        let base = settings.restart_policy.clone();
+        let t = settings.ipfs_timeouts.clone();
+
+        // IPFS: calls without progress for longer than any per-call timeout mean a wedged backend.
+        let ipfs_policy = RestartPolicy {
+            stuck_timeout: t.request.max(settings.pin_timeout) + Duration::from_secs(30),
+            ..base.clone()
+        };
+        let ipfs_ref = {
+            let (b, m) = (Arc::clone(&backend), Arc::clone(&metrics));
+            supervisor.spawn("ipfs_connector", 4096, ipfs_policy, move || IpfsActor::new(Arc::clone(&b), Arc::clone(&m), 64))
+        };
+        let ipfs: Arc<dyn IpfsConnector> = Arc::new(IpfsClient::new(ipfs_ref, t.clone()));
+        let ipfs_id = match tokio::time::timeout(t.request, ipfs.id()).await {
+            Ok(Ok(id)) => id,
+            Ok(Err(e)) => return Err(ClusterError::IpfsNotReady(e.to_string())),
+            Err(_) => return Err(ClusterError::IpfsNotReady("timed out".into())),
+        };
+
+        let tracker_cfg = TrackerConfig {
+            self_peer: settings.peer_id.clone(),
+            peername: settings.peername.clone(),
+            concurrent_pins: settings.concurrent_pins,
+            max_pin_queue_size: settings.max_pin_queue_size,
+            priority_pin_max_age: settings.priority_pin_max_age,
+            priority_pin_max_retries: settings.priority_pin_max_retries,
+            pin_timeout: settings.pin_timeout,
+            unpin_timeout: t.unpin,
+            ipfs_peer_id: ipfs_id.id.clone(),
+            ipfs_addresses: ipfs_id.addresses.clone(),
+        };
+        let tracker_policy = RestartPolicy { stuck_timeout: settings.pin_timeout * 2 + Duration::from_secs(30), ..base.clone() };
+        let tracker = {
+            let (i, s, m) = (Arc::clone(&ipfs), Arc::clone(&state), Arc::clone(&metrics));
+            supervisor.spawn("pin_tracker", 65_536, tracker_policy, move || {
+                PinTrackerActor::new(tracker_cfg.clone(), Arc::clone(&i), Arc::clone(&s), Arc::clone(&m))
+            })
+        };
+
+        let (changes_tx, changes_rx) = mpsc::channel(4096);
+        let consensus: Arc<dyn Consensus> =
+            Arc::new(SinglePeerConsensus::new(settings.peer_id.clone(), Arc::clone(&state), changes_tx));
+        consensus.ready().await.map_err(|e| ClusterError::Consensus(e.to_string()))?;
+        let changes_rx = Arc::new(tokio::sync::Mutex::new(changes_rx));
+        let restarted = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let consensus_ref = {
+            let (c, tr) = (Arc::clone(&consensus), tracker.clone());
+            supervisor.spawn("consensus", 65_536, base.clone(), move || {
+                ConsensusActor::new(Arc::clone(&c), Arc::clone(&changes_rx), tr.clone(), Arc::clone(&restarted))
+            })
+        };
+
+        let check = settings.monitor_check_interval;
+        let monitor = supervisor.spawn("monitor", 4096, base.clone(), move || MonitorActor::new(check));
+        let queue_size: QueueSizeFn = {
+            let tr = tracker.clone();
+            Arc::new(move || {
+                let tr = tr.clone();
+                Box::pin(async move {
+                    tr.ask_timeout(|reply| TrackerMsg::PinQueueSize { reply }, Duration::from_secs(5))
+                        .await
+                        .ok()
+                })
+            })
+        };
+        let informer = {
+            let (s, i, mo) = (settings.informers.clone(), Arc::clone(&ipfs), monitor.clone());
+            supervisor.spawn("informer", 64, base.clone(), move || {
+                InformerActor::new(s.clone(), Arc::clone(&i), mo.clone(), Arc::clone(&queue_size))
+            })
+        };
+        let sync = {
+            let (st, c, tr) = (Arc::clone(&state), consensus_ref.clone(), tracker.clone());
+            let (a, b) = (settings.state_sync_interval, settings.pin_recover_interval);
+            supervisor.spawn("pinset_watcher", 16, base, move || {
+                SyncActor::new(Arc::clone(&st), c.clone(), tr.clone(), a, b)
+            })
+        };
+        tracing::info!(peer = %settings.peer_id, peername = %settings.peername, ipfs = %ipfs_id.id, "cluster peer ready");
+        Ok(Cluster {
+            inner: Arc::new(Inner {
+                settings,
+                supervisor,
+                ipfs,
+                consensus,
+                state,
+                consensus_ref,
+                tracker,
+                monitor,
+                informer,
+                sync,
+                metrics,
+            }),
+        })
+    }
+
+    /// The root supervisor (for health snapshots, chaos kills and meltdown signals).
+    pub fn supervisor(&self) -> &Supervisor {
+        &self.inner.supervisor
+    }
+
+    /// The IPFS connector, through its actor.
+    pub fn ipfs(&self) -> Arc<dyn IpfsConnector> {
+        Arc::clone(&self.inner.ipfs)
+    }
+
+    /// The shared metrics.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        Arc::clone(&self.inner.metrics)
+    }
+
+    /// The peer's settings.
+    pub fn settings(&self) -> &ClusterSettings {
+        &self.inner.settings
+    }
+
+    /// Stops every actor and makes the state durable.
+    pub async fn shutdown(&self) {
+        self.inner.supervisor.shutdown().await;
+        if let Err(e) = self.inner.consensus.shutdown().await {
+            tracing::warn!(error = %e, "consensus shutdown failed");
+        }
+    }
+
+    /// `GET /id`.
+    pub async fn id(&self) -> ID {
+        let s = &self.inner.settings;
+        let ipfs = match tokio::time::timeout(Duration::from_secs(10), self.inner.ipfs.id()).await {
+            Ok(Ok(i)) => cluster_types::IpfsId { id: i.id, addresses: i.addresses, error: String::new() },
+            Ok(Err(e)) => IpfsId { error: e.to_string(), ..Default::default() },
+            Err(_) => IpfsId { error: "ipfs id timed out".into(), ..Default::default() },
+        };
+        let peers = self.inner.consensus.peers().await.unwrap_or_else(|_| vec![s.peer_id.clone()]);
+        ID {
+            id: s.peer_id.clone(),
+            addresses: Vec::new(),
+            cluster_peers: peers,
+            cluster_peers_addresses: Vec::new(),
+            version: cluster_types::VERSION.to_string(),
+            commit: String::new(),
+            rpc_protocol_version: cluster_types::RPC_PROTOCOL.to_string(),
+            error: String::new(),
+            ipfs,
+            peername: s.peername.clone(),
+        }
+    }
+
+    /// `GET /peers`: every member's ID (only this peer until multi-peer consensus exists).
+    pub fn peers(&self) -> BoxStream<'static, Result<ID, ApiError>> {
+        let this = self.clone();
+        futures::stream::once(async move { Ok(this.id().await) }).boxed()
+    }
+
+    /// `POST /peers`: adding ourselves is a no-op; other peers need multi-peer consensus.
+    pub async fn peer_add(&self, peer: &str) -> Result<ID, ApiError> {
+        if peer.trim().is_empty() {
+            return Err(ApiError::bad_request("peer_id is empty"));
+        }
+        if peer != self.inner.settings.peer_id {
+            self.inner.consensus.add_peer(peer).await.map_err(ApiError::from)?;
+        }
+        Ok(self.id().await)
+    }
+
+    /// `DELETE /peers/{peer}`.
+    pub async fn peer_rm(&self, peer: &str) -> Result<(), ApiError> {
+        self.inner.consensus.rm_peer(peer).await.map_err(ApiError::from)
+    }
+
+    fn state_get(&self, cid: &Cid) -> Result<Option<Pin>, ApiError> {
+        self.inner.state.get(cid).map_err(ApiError::from)
+    }
+
+    /// Pins `cid` with `opts` (§5.3): validates, allocates and commits; returns the committed pin.
+    pub async fn pin(&self, cid: Cid, opts: PinOptions) -> Result<Pin, ApiError> {
+        if let Some(from) = opts.pin_update {
+            if from != cid {
+                return self.pin_update(from, cid, opts).await;
+            }
+        }
+        let existing = self.state_get(&cid)?;
+        let mut pin = Pin::with_options(cid, opts);
+        self.prepare(&mut pin, existing.as_ref())?;
+        let current = existing.map(|p| p.allocations).unwrap_or_default();
+        pin.allocations = self.allocate(&pin, &current).await?;
+        self.commit_pin(pin).await
+    }
+
+    async fn pin_update(&self, from: Cid, to: Cid, opts: PinOptions) -> Result<Pin, ApiError> {
+        let Some(existing) = self.state_get(&from)? else {
+            return Err(ApiError::not_found(format!("pin update source {from}: {NOT_FOUND_MESSAGE}")));
+        };
+        if existing.pin_type != PinType::Data {
+            return Err(ApiError::bad_request("pin update source must be a normal pin"));
+        }
+        // Copies everything from the source; only the name and a future expiry may change.
+        let mut pin = existing.clone();
+        pin.cid = to;
+        pin.options.pin_update = Some(from);
+        if !opts.name.is_empty() {
+            pin.options.name = opts.name;
+        }
+        if !opts.expire_at.is_zero() {
+            pin.options.expire_at = opts.expire_at;
+        }
+        pin.timestamp = Timestamp::now();
+        pin.validate()?;
+        self.commit_pin(pin).await
+    }
+
+    fn prepare(&self, pin: &mut Pin, existing: Option<&Pin>) -> Result<(), ApiError> {
+        let s = &self.inner.settings;
+        if pin.options.replication_factor_min == 0 {
+            pin.options.replication_factor_min = s.replication_factor_min;
+        }
+        if pin.options.replication_factor_max == 0 {
+            pin.options.replication_factor_max = s.replication_factor_max;
+        }
+        pin.max_depth = pin.options.mode.max_depth();
+        pin.validate()?;
+        if let Some(old) = existing {
+            if old.pin_type != pin.pin_type {
+                return Err(ApiError::new(ErrorCode::Conflict, format!("cannot change the type of pin {}", pin.cid)));
+            }
+            if old.mode() == PinMode::Recursive && pin.mode() == PinMode::Direct {
+                return Err(ApiError::new(
+                    ErrorCode::Conflict,
+                    format!("pin {} is recursive and cannot be changed to direct: unpin it first", pin.cid),
+                ));
+            }
+        }
+        pin.timestamp = Timestamp::now();
+        Ok(())
+    }
+
+    async fn allocate(&self, pin: &Pin, current: &[String]) -> Result<Vec<String>, ApiError> {
+        if pin.is_pin_everywhere() {
+            return Ok(Vec::new());
+        }
+        let mut metrics = Vec::new();
+        for name in &self.inner.settings.allocate_by {
+            let latest = self
+                .inner
+                .monitor
+                .ask_timeout(|reply| MonitorMsg::Latest { name: name.clone(), reply }, ASK_TIMEOUT)
+                .await
+                .map_err(|_| unavailable("the monitor"))?;
+            let by_peer: BTreeMap<String, Metric> = latest.into_iter().map(|m| (m.peer.clone(), m)).collect();
+            metrics.push((name.clone(), by_peer));
+        }
+        let req = AllocationRequest {
+            rf_min: pin.options.replication_factor_min,
+            rf_max: pin.options.replication_factor_max,
+            current,
+            priority: &pin.options.user_allocations,
+            blacklist: &[],
+            metrics: &metrics,
+        };
+        allocate(&req).map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))
+    }
+
+    async fn commit_pin(&self, pin: Pin) -> Result<Pin, ApiError> {
+        let p = pin.clone();
+        let res = self
+            .inner
+            .consensus_ref
+            .ask_timeout(|reply| ConsensusMsg::LogPin { pin: p, reply }, ASK_TIMEOUT)
+            .await
+            .map_err(|_| unavailable("consensus"))?;
+        res.map_err(ApiError::from)?;
+        Ok(pin)
+    }
+
+    /// Resolves `/ipfs/<cid>[/path]` (or `/ipns`, `/ipld`) to a CID, via IPFS only when needed.
+    async fn resolve_path(&self, path: &str) -> Result<Cid, ApiError> {
+        let trimmed = path.trim_end_matches('/');
+        let mut parts = trimmed.trim_start_matches('/').splitn(3, '/');
+        let ns = parts.next().unwrap_or_default();
+        let first = parts.next().unwrap_or_default();
+        let rest = parts.next();
+        if !matches!(ns, "ipfs" | "ipns" | "ipld") || first.is_empty() {
+            return Err(ApiError::bad_request(format!("invalid path '{path}': expected /ipfs/<cid>[/...], /ipns/<name> or /ipld/<cid>")));
+        }
+        if ns != "ipns" && rest.is_none() {
+            return cluster_types::parse_cid(first);
+        }
+        if ns != "ipns" {
+            cluster_types::parse_cid(first)?;
+        }
+        tokio::time::timeout(self.inner.settings.ipfs_timeouts.request, self.inner.ipfs.resolve(trimmed))
+            .await
+            .map_err(|_| ApiError::new(ErrorCode::Timeout, format!("resolving '{path}' timed out")))?
+            .map_err(|e| ApiError::bad_request(format!("cannot resolve '{path}': {e}")))
+    }
+
+    /// Pins the CID a path resolves to.
+    pub async fn pin_path(&self, path: &str, opts: PinOptions) -> Result<Pin, ApiError> {
+        let cid = self.resolve_path(path).await?;
+        self.pin(cid, opts).await
+    }
+
+    /// Unpins `cid`; 404 when it is not in the pinset.
+    pub async fn unpin(&self, cid: Cid) -> Result<Pin, ApiError> {
+        let Some(pin) = self.state_get(&cid)? else {
+            return Err(ApiError::not_found(NOT_FOUND_MESSAGE));
+        };
+        if matches!(pin.pin_type, PinType::Shard | PinType::ClusterDag) {
+            return Err(ApiError::bad_request(format!(
+                "cannot unpin {cid}: it is part of a sharded pin; unpin the content root CID instead"
+            )));
+        }
+        let p = pin.clone();
+        let res = self
+            .inner
+            .consensus_ref
+            .ask_timeout(|reply| ConsensusMsg::LogUnpin { pin: p, reply }, ASK_TIMEOUT)
+            .await
+            .map_err(|_| unavailable("consensus"))?;
+        res.map_err(ApiError::from)?;
+        Ok(pin)
+    }
+
+    /// Unpins the CID a path resolves to.
+    pub async fn unpin_path(&self, path: &str) -> Result<Pin, ApiError> {
+        let cid = self.resolve_path(path).await?;
+        self.unpin(cid).await
+    }
+
+    /// `GET /allocations`: streams the pinset straight from the store, never collecting it.
+    pub fn allocations(&self, filter: PinTypeFilter) -> BoxStream<'static, Result<Pin, ApiError>> {
+        let state = Arc::clone(&self.inner.state);
+        let (tx, rx) = mpsc::channel::<Result<Pin, ApiError>>(1024);
+        tokio::task::spawn_blocking(move || {
+            for item in state.list() {
+                let item = item.map_err(ApiError::from);
+                if matches!(&item, Ok(p) if !filter.matches(p.pin_type)) {
+                    continue;
+                }
+                let stop = item.is_err();
+                if tx.blocking_send(item).is_err() || stop {
+                    break;
+                }
+            }
+        });
+        tokio_stream::wrappers::ReceiverStream::new(rx).boxed()
+    }
+
+    /// `GET /allocations/{cid}`.
+    pub async fn allocation(&self, cid: Cid) -> Result<Pin, ApiError> {
+        self.state_get(&cid)?.ok_or_else(|| ApiError::not_found(NOT_FOUND_MESSAGE))
+    }
+
+    /// `GET /pins`: streams the status of every pin, filtered.
+    pub fn status_all(&self, filter: TrackerStatusFilter, _local: bool) -> BoxStream<'static, Result<GlobalPinInfo, ApiError>> {
+        let (tx, rx) = mpsc::channel(1024);
+        let tracker = self.inner.tracker.clone();
+        tokio::spawn(async move {
+            let err_tx = tx.clone();
+            if tracker.send(TrackerMsg::StatusAll { filter, out: tx }).await.is_err() {
+                let _ = err_tx.send(Err(unavailable("the pin tracker"))).await;
+            }
+        });
+        tokio_stream::wrappers::ReceiverStream::new(rx)
+            .map(|r: Result<cluster_types::PinInfo, ApiError>| r.map(GlobalPinInfo::from_pin_info))
+            .boxed()
+    }
+
+    /// `GET /pins/{cid}`.
+    pub async fn status(&self, cid: Cid, _local: bool) -> Result<GlobalPinInfo, ApiError> {
+        let info = self
+            .inner
+            .tracker
+            .ask_timeout(|reply| TrackerMsg::Status { cid, reply }, ASK_TIMEOUT)
+            .await
+            .map_err(|_| unavailable("the pin tracker"))?;
+        Ok(GlobalPinInfo::from_pin_info(info))
+    }
+
+    /// `POST /pins/recover`: streams only the items that were re-queued.
+    pub fn recover_all(&self, _local: bool) -> BoxStream<'static, Result<GlobalPinInfo, ApiError>> {
+        let (tx, rx) = mpsc::channel(1024);
+        let tracker = self.inner.tracker.clone();
+        tokio::spawn(async move {
+            let err_tx = tx.clone();
+            if tracker.send(TrackerMsg::RecoverAll { out: tx }).await.is_err() {
+                let _ = err_tx.send(Err(unavailable("the pin tracker"))).await;
+            }
+        });
+        tokio_stream::wrappers::ReceiverStream::new(rx)
+            .map(|r: Result<cluster_types::PinInfo, ApiError>| r.map(GlobalPinInfo::from_pin_info))
+            .boxed()
+    }
+
+    /// `POST /pins/{cid}/recover`.
+    pub async fn recover(&self, cid: Cid, _local: bool) -> Result<GlobalPinInfo, ApiError> {
+        let info = self
+            .inner
+            .tracker
+            .ask_timeout(|reply| TrackerMsg::Recover { cid, reply }, ASK_TIMEOUT)
+            .await
+            .map_err(|_| unavailable("the pin tracker"))?;
+        Ok(GlobalPinInfo::from_pin_info(info))
+    }
+
+    /// `POST /ipfs/gc`.
+    pub async fn repo_gc(&self, _local: bool) -> Result<GlobalRepoGc, ApiError> {
+        let s = &self.inner.settings;
+        let mut gc = RepoGc { peer: s.peer_id.clone(), peername: s.peername.clone(), ..Default::default() };
+        match self.inner.ipfs.repo_gc().await {
+            Ok(keys) => {
+                gc.keys = keys.into_iter().map(|k| IpfsRepoGc { key: k.to_string(), error: String::new() }).collect()
+            }
+            Err(e) => gc.error = e.to_string(),
+        }
+        Ok(GlobalRepoGc { peer_map: BTreeMap::from([(s.peer_id.clone(), gc)]) })
+    }
+
+    /// `GET /monitor/metrics`.
+    pub async fn metric_names(&self) -> Result<Vec<String>, ApiError> {
+        self.inner
+            .monitor
+            .ask_timeout(|reply| MonitorMsg::Names { reply }, ASK_TIMEOUT)
+            .await
+            .map_err(|_| unavailable("the monitor"))
+    }
+
+    /// `GET /monitor/metrics/{name}`.
+    pub async fn metrics_of(&self, name: &str) -> Result<Vec<Metric>, ApiError> {
+        let name = name.to_string();
+        self.inner
+            .monitor
+            .ask_timeout(|reply| MonitorMsg::Latest { name, reply }, ASK_TIMEOUT)
+            .await
+            .map_err(|_| unavailable("the monitor"))
+    }
+
+    /// `GET /health/alerts`.
+    pub async fn alerts(&self) -> Result<Vec<Alert>, ApiError> {
+        self.inner
+            .monitor
+            .ask_timeout(|reply| MonitorMsg::Alerts { reply }, ASK_TIMEOUT)
+            .await
+            .map_err(|_| unavailable("the monitor"))
+    }
+
+    /// `GET /health/actors`: every actor's health, as JSON.
+    pub fn actor_health(&self) -> serde_json::Value {
+        serde_json::to_value(self.inner.supervisor.snapshot()).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// Chaos hook: kills a named actor (the supervisor restarts it).
+    pub fn kill_actor(&self, name: &str) -> Result<(), ApiError> {
+        self.inner.supervisor.kill(name).map_err(|e| ApiError::not_found(e.to_string()))
+    }
+
+    /// Refreshes snapshot gauges and renders the Prometheus exposition.
+    pub fn prometheus_text(&self) -> String {
+        let m = &self.inner.metrics;
+        if let Ok(n) = self.inner.state.len() {
+            m.pins.set(n as i64);
+        }
+        for h in self.inner.supervisor.snapshot() {
+            let l = ActorLabels { actor: h.name.clone() };
+            let up = matches!(h.state, cluster_actors::ActorState::Running);
+            m.actor_up.get_or_create(&l).set(i64::from(up));
+            m.actor_restarts_total.get_or_create(&l).set(h.restarts);
+            m.actor_mailbox_depth.get_or_create(&l).set(h.mailbox_depth as i64);
+            m.actor_seconds_since_progress.get_or_create(&l).set(h.seconds_since_progress);
+        }
+        m.render()
+    }
+
+    /// Asks the informers to publish now.
+    pub fn trigger_informers(&self) {
+        let _ = self.inner.informer.try_send(InformerMsg::Trigger);
+    }
+
+    /// Runs the expired-pin sweep now.
+    pub fn trigger_state_sync(&self) {
+        let _ = self.inner.sync.try_send(SyncMsg::StateSync);
+    }
+}

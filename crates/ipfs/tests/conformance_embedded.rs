@@ -1,0 +1,318 @@
+//! Runs the connector conformance suite against the embedded node (in memory and on disk), plus
+//! the tests only an embedded node can do: two nodes exchanging content over loopback, and a
+//! restart on the same repo. All tests live in this one binary because each test binary links
+//! rust-ipfs, which is slow.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cluster_ipfs::conformance::{self, pseudo_random_bytes, unique_seed};
+use cluster_ipfs::{
+    EmbeddedConfig, EmbeddedIpfs, IpfsConnector, IpfsError, IpfsPinStatus, PinMode, start_embedded,
+};
+use futures::StreamExt;
+
+/// Upper bound for a whole test; every step inside has its own smaller bound as well.
+const TEST_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// Logs go to the test output when `RUST_LOG` is set (e.g. `RUST_LOG=cluster_ipfs=debug`).
+fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
+
+async fn bounded<T>(what: &str, fut: impl std::future::Future<Output = T>) -> T {
+    match tokio::time::timeout(TEST_TIMEOUT, fut).await {
+        Ok(value) => value,
+        Err(_) => panic!("{what} did not finish within {TEST_TIMEOUT:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_in_memory() {
+    init_tracing();
+    let node = start_embedded(EmbeddedConfig::loopback())
+        .await
+        .expect("start in-memory node");
+    let outcome = bounded("conformance suite", conformance::run_all(node.clone())).await;
+    node.shutdown().await.expect("shutdown");
+    if let Err(e) = outcome {
+        panic!("in-memory node fails conformance: {e}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_on_disk() {
+    init_tracing();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = start_embedded(EmbeddedConfig::loopback().with_repo(dir.path().join("ipfs")))
+        .await
+        .expect("start on-disk node");
+    let outcome = bounded("conformance suite", conformance::run_all(node.clone())).await;
+    node.shutdown().await.expect("shutdown");
+    if let Err(e) = outcome {
+        panic!("on-disk node fails conformance: {e}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_node_without_listeners_works_locally() {
+    let cfg = EmbeddedConfig {
+        listen_addrs: Vec::new(),
+        ..EmbeddedConfig::loopback()
+    };
+    let node = start_embedded(cfg).await.expect("start");
+    let id = node.id().await.expect("id");
+    assert!(id.addresses.is_empty(), "no listeners configured: {id:?}");
+    let cid = node
+        .add_bytes(bytes::Bytes::from_static(b"hello world\n"))
+        .await
+        .expect("add");
+    assert_eq!(cid.to_string(), conformance::HELLO_WORLD_CID);
+    node.shutdown().await.expect("shutdown");
+    assert_eq!(node.id().await, Err(IpfsError::Closed));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swarm_connect_rejects_bad_addresses() {
+    let node = start_embedded(EmbeddedConfig::loopback())
+        .await
+        .expect("start");
+    for bad in ["not a multiaddr", "/ip4/127.0.0.1/tcp/1"] {
+        let result = node.swarm_connect(bad).await;
+        assert!(
+            matches!(result, Err(IpfsError::InvalidInput(_))),
+            "{bad:?} should be invalid input, got {result:?}"
+        );
+    }
+    let own = node.id().await.expect("id").addresses[0].clone();
+    assert!(matches!(
+        node.swarm_connect(&own).await,
+        Err(IpfsError::InvalidInput(_))
+    ));
+    let ipns = node.resolve("/ipns/example.com").await;
+    assert!(matches!(ipns, Err(IpfsError::Unsupported(_))), "{ipns:?}");
+    node.shutdown().await.expect("shutdown");
+}
+
+/// Node B pins (recursively) 1 MiB that only node A has, reporting progress as blocks arrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_pin_over_bitswap() {
+    init_tracing();
+    bounded("two-node pin", async {
+        let a = start_embedded(EmbeddedConfig::loopback())
+            .await
+            .expect("start a");
+        let b = start_embedded(EmbeddedConfig::loopback())
+            .await
+            .expect("start b");
+
+        let data = pseudo_random_bytes(unique_seed(), 1024 * 1024);
+        let root = a.add_bytes(data.clone()).await.expect("add on a");
+
+        let a_id = a.id().await.expect("id a");
+        let a_addr = a_id
+            .addresses
+            .iter()
+            .find(|addr| addr.starts_with("/ip4/127.0.0.1/tcp/"))
+            .expect("a listens on loopback")
+            .clone();
+        b.swarm_connect(&a_addr).await.expect("b connects to a");
+        // connecting twice is fine
+        b.swarm_connect(&a_addr).await.expect("second connect");
+        let peers = b.swarm_peers().await.expect("peers");
+        assert!(
+            peers.contains(&a_id.id),
+            "b's peers {peers:?} lack {}",
+            a_id.id
+        );
+
+        assert_eq!(
+            b.pin_ls_cid(&root).await.expect("status"),
+            IpfsPinStatus::Unpinned
+        );
+
+        let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+        let pin = b.pin(&root, PinMode::Recursive, tx);
+        tokio::pin!(pin);
+        let mut updates = Vec::new();
+        // the caller-side watchdog the cluster runs: fail only if progress stalls for 30 s
+        let outcome = loop {
+            tokio::select! {
+                result = &mut pin => break result,
+                update = tokio::time::timeout(Duration::from_secs(30), rx.recv()) => match update {
+                    Ok(Some(n)) => updates.push(n),
+                    Ok(None) => {}
+                    Err(_) => panic!("no pin progress for 30 s (updates so far {updates:?})"),
+                },
+            }
+        };
+        outcome.expect("b pins a's content");
+        while let Ok(n) = rx.try_recv() {
+            updates.push(n);
+        }
+        assert!(!updates.is_empty(), "no progress reported");
+        assert!(
+            updates.windows(2).all(|w| w[0] < w[1]),
+            "progress must grow: {updates:?}"
+        );
+        assert_eq!(
+            updates.last().copied(),
+            Some(5),
+            "1 MiB = root + 4 leaves: {updates:?}"
+        );
+
+        assert_eq!(
+            b.pin_ls_cid(&root).await.expect("status"),
+            IpfsPinStatus::Recursive
+        );
+        // disconnect the source: the content must be local on b now
+        a.shutdown().await.expect("stop a");
+        let back = tokio::time::timeout(Duration::from_secs(30), b.cat(&root))
+            .await
+            .expect("cat is local and fast")
+            .expect("cat on b");
+        assert!(back == data, "content differs after transfer");
+        b.shutdown().await.expect("stop b");
+    })
+    .await;
+}
+
+/// An on-disk node keeps its pins and its peer id across a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_disk_restart_keeps_pins_and_identity() {
+    init_tracing();
+    bounded("restart", async {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let repo = dir.path().join("ipfs");
+        let cfg = EmbeddedConfig::loopback().with_repo(&repo);
+
+        let first = EmbeddedIpfs::start(cfg.clone()).await.expect("first start");
+        let first_id = first.id().await.expect("id").id;
+        assert_eq!(first_id, first.peer_id().to_string());
+        let data = pseudo_random_bytes(unique_seed(), 700 * 1024);
+        let root = first.add_bytes(data.clone()).await.expect("add");
+        let (tx, _rx) = tokio::sync::mpsc::channel(16);
+        first.pin(&root, PinMode::Recursive, tx).await.expect("pin");
+        let direct = first
+            .block_put(
+                pseudo_random_bytes(unique_seed(), 100),
+                cluster_ipfs::CODEC_RAW,
+            )
+            .await
+            .expect("block put");
+        let (tx, _rx) = tokio::sync::mpsc::channel(16);
+        first
+            .pin(&direct, PinMode::Direct, tx)
+            .await
+            .expect("direct pin");
+        first.stop().await;
+        assert_eq!(first.pin_ls_cid(&root).await, Err(IpfsError::Closed));
+        drop(first);
+
+        assert!(
+            repo.join(cluster_ipfs::IDENTITY_FILE).is_file(),
+            "identity file is written into the repo"
+        );
+
+        let second = EmbeddedIpfs::start(cfg.clone())
+            .await
+            .expect("second start");
+        assert_eq!(
+            second.id().await.expect("id").id,
+            first_id,
+            "peer id must survive a restart"
+        );
+        assert_eq!(
+            second.pin_ls_cid(&root).await.expect("status"),
+            IpfsPinStatus::Recursive
+        );
+        assert_eq!(
+            second.pin_ls_cid(&direct).await.expect("status"),
+            IpfsPinStatus::Direct
+        );
+        let listed: Vec<_> = second
+            .pin_ls(true, true)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<_, _>>()
+            .expect("pin ls");
+        assert!(
+            listed.contains(&(root, IpfsPinStatus::Recursive)),
+            "{listed:?}"
+        );
+        assert!(
+            listed.contains(&(direct, IpfsPinStatus::Direct)),
+            "{listed:?}"
+        );
+        let back = second.cat(&root).await.expect("cat after restart");
+        assert!(back == data, "content differs after restart");
+
+        // dropping without stop still lets a new node open the repo (start waits for the lock)
+        drop(second);
+        let third: Arc<dyn IpfsConnector> = start_embedded(cfg).await.expect("third start");
+        assert_eq!(third.id().await.expect("id").id, first_id);
+        third.shutdown().await.expect("shutdown");
+    })
+    .await;
+}
+
+/// GC must not delete blocks a still-running pin has already gathered, and a cancelled pin stops
+/// protecting them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gc_spares_blocks_of_a_pin_in_progress() {
+    init_tracing();
+    bounded("gc during pin", async {
+        let node = start_embedded(EmbeddedConfig::loopback())
+            .await
+            .expect("start");
+        let absent = cluster_ipfs::block_cid(
+            &pseudo_random_bytes(unique_seed(), 64),
+            cluster_ipfs::CODEC_RAW,
+        )
+        .expect("cid");
+        let dir = conformance::dag_pb_directory(&[("missing", absent, 64)]);
+        let root = node
+            .block_put(dir, cluster_ipfs::CODEC_DAG_PB)
+            .await
+            .expect("put dir");
+
+        let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+        let pinning = tokio::spawn({
+            let node = node.clone();
+            async move { node.pin(&root, PinMode::Recursive, tx).await }
+        });
+        // the root is local, so it is gathered first; its child never arrives
+        let first = tokio::time::timeout(Duration::from_secs(30), rx.recv())
+            .await
+            .expect("progress for the local root");
+        assert_eq!(first, Some(1));
+
+        let removed = node.repo_gc().await.expect("gc");
+        assert!(
+            !removed.iter().any(|c| c.hash() == root.hash()),
+            "gc removed the root of a pin in progress"
+        );
+
+        pinning.abort();
+        let joined = pinning.await;
+        assert!(
+            joined.is_err_and(|e| e.is_cancelled()),
+            "pin should have been cancelled"
+        );
+        assert_eq!(
+            node.pin_ls_cid(&root).await.expect("status"),
+            IpfsPinStatus::Unpinned
+        );
+        let removed = node.repo_gc().await.expect("gc");
+        assert!(
+            removed.iter().any(|c| c.hash() == root.hash()),
+            "after cancellation the root is unprotected and unpinned: {removed:?}"
+        );
+        node.shutdown().await.expect("shutdown");
+    })
+    .await;
+}

@@ -1,0 +1,164 @@
+//! `ipfs-cluster-service daemon`: loads the config, starts the peer and waits for a signal.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _, Result};
+use cluster_actors::RestartPolicy;
+use cluster_api::{multiaddr_to_socketaddr, ClusterApi, RestApiConfig};
+use cluster_config::{Loaded, ServiceConfig};
+use cluster_core::{Cluster, ClusterSettings, InformerSettings, IpfsTimeouts};
+use cluster_ipfs::{EmbeddedConfig, Multiaddr};
+use cluster_observe::Metrics;
+use cluster_state::FjallState;
+
+use crate::api_actor::ApiActor;
+use crate::api_impl::PeerApi;
+
+/// Runs the daemon until SIGINT/SIGTERM or a supervision meltdown.
+pub async fn run(dir: PathBuf, env: HashMap<String, String>, enable_chaos: bool) -> Result<()> {
+    if !dir.join("service.json").exists() {
+        cluster_config::init_folder(&dir, &cluster_config::InitOptions::default())
+            .with_context(|| format!("initializing {}", dir.display()))?;
+        eprintln!("no configuration found: initialized a new one in {}", dir.display());
+    }
+    let _lock = cluster_config::acquire_lock(&dir)?;
+    let Loaded { config, identity, .. } = cluster_config::load_folder(&dir, &env)?;
+    let Some(embedded) = config.ipfs_connector.embedded.clone() else {
+        bail!("the ipfshttp (Kubo) connector is not available in this release: configure ipfs_connector.embedded");
+    };
+    let peer_id = identity.peer_id().to_string();
+
+    let state_dir = config.datastore.fjall_path(&dir);
+    let state = Arc::new(FjallState::open(&state_dir).with_context(|| format!("opening state in {}", state_dir.display()))?);
+
+    let repo = embedded.repo_path(&dir);
+    let ipfs_cfg = EmbeddedConfig {
+        repo_path: Some(repo.clone()),
+        listen_addrs: parse_addrs(&embedded.listen_multiaddress, "ipfs_connector.embedded.listen_multiaddress")?,
+        bootstrap: parse_addrs(&embedded.bootstrap, "ipfs_connector.embedded.bootstrap")?,
+        ..EmbeddedConfig::default()
+    };
+    let backend = cluster_ipfs::start_embedded(ipfs_cfg).await.context("starting the embedded ipfs node")?;
+
+    let metrics = Arc::new(Metrics::new());
+    let settings = settings(&config, &peer_id, repo);
+    let cluster = Cluster::start(settings, Arc::clone(&backend), state, Arc::clone(&metrics)).await?;
+
+    let api: Arc<dyn ClusterApi> = Arc::new(PeerApi(cluster.clone()));
+    let rest_cfg = rest_config(&config, enable_chaos)?;
+    let metrics_addr = if config.observations.metrics.enable_stats {
+        Some(multiaddr_to_socketaddr(&config.observations.metrics.prometheus_endpoint).context("observations.metrics.prometheus_endpoint")?)
+    } else {
+        None
+    };
+    // Probe the ports first so a taken port is a startup error rather than a restart loop.
+    probe_port(rest_cfg.listen)?;
+    if let Some(m) = metrics_addr {
+        probe_port(m)?;
+    }
+    cluster.supervisor().spawn("rest_api", 16, RestartPolicy::default(), move || {
+        ApiActor::new(rest_cfg.clone(), metrics_addr, Arc::clone(&api))
+    });
+
+    let mut meltdown = cluster.supervisor().meltdown_signal();
+    let result = tokio::select! {
+        _ = shutdown_signal() => {
+            tracing::info!("shutting down");
+            Ok(())
+        }
+        res = meltdown.wait_for(Option::is_some) => {
+            let why = res.ok().and_then(|v| v.clone()).unwrap_or_default();
+            Err(anyhow::anyhow!("supervision meltdown: {why}"))
+        }
+    };
+    cluster.shutdown().await;
+    if let Err(e) = backend.shutdown().await {
+        tracing::warn!(error = %e, "ipfs shutdown failed");
+    }
+    result
+}
+
+fn parse_addrs(list: &[String], key: &str) -> Result<Vec<Multiaddr>> {
+    list.iter().map(|a| a.parse::<Multiaddr>().with_context(|| format!("{key}: invalid multiaddr '{a}'"))).collect()
+}
+
+fn probe_port(addr: std::net::SocketAddr) -> Result<()> {
+    std::net::TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
+    Ok(())
+}
+
+fn rest_config(config: &ServiceConfig, chaos_enabled: bool) -> Result<RestApiConfig> {
+    let Some(rest) = config.api.restapi.as_ref() else {
+        bail!("api.restapi is missing from service.json: the REST API is required");
+    };
+    // Several listen addresses are allowed in the file; this release serves the first one.
+    let first = rest.http_listen_multiaddress.first().context("api.restapi.http_listen_multiaddress is empty")?;
+    Ok(RestApiConfig {
+        listen: multiaddr_to_socketaddr(first).context("api.restapi.http_listen_multiaddress")?,
+        headers: rest.headers.iter().map(|(k, v)| (k.clone(), v.join(", "))).collect(),
+        max_header_bytes: rest.max_header_bytes,
+        chaos_enabled,
+        read_header_timeout: rest.read_header_timeout,
+        idle_timeout: rest.idle_timeout,
+    })
+}
+
+fn settings(config: &ServiceConfig, peer_id: &str, repo: PathBuf) -> ClusterSettings {
+    let c = &config.cluster;
+    let t = config.ipfs_connector.timings();
+    let stateless = &config.pin_tracker.stateless;
+    let informer = &config.informer;
+    ClusterSettings {
+        peer_id: peer_id.to_string(),
+        peername: c.peername.clone(),
+        replication_factor_min: c.replication_factor_min,
+        replication_factor_max: c.replication_factor_max,
+        state_sync_interval: c.state_sync_interval,
+        pin_recover_interval: c.pin_recover_interval,
+        allocate_by: config.allocator.balanced.allocate_by.clone(),
+        monitor_check_interval: config.monitor.pubsubmon.check_interval,
+        informers: InformerSettings {
+            peer: peer_id.to_string(),
+            peername: c.peername.clone(),
+            ping_interval: c.monitor_ping_interval,
+            disk_ttl: Some(informer.disk.metric_ttl),
+            disk_metric_type: informer.disk.metric_type.clone(),
+            tags: Some((informer.tags.tags.clone(), informer.tags.metric_ttl)),
+            pinqueue: Some((informer.pinqueue.metric_ttl, informer.pinqueue.weight_bucket_size)),
+            repo_path: Some(repo),
+        },
+        concurrent_pins: stateless.concurrent_pins,
+        max_pin_queue_size: stateless.max_pin_queue_size,
+        priority_pin_max_age: stateless.priority_pin_max_age,
+        priority_pin_max_retries: stateless.priority_pin_max_retries,
+        pin_timeout: t.pin_timeout,
+        ipfs_timeouts: IpfsTimeouts { request: t.ipfs_request_timeout, unpin: t.unpin_timeout, repo_gc: t.repogc_timeout },
+        heartbeat_interval: Duration::from_secs(1),
+        restart_policy: RestartPolicy::default(),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -1,0 +1,171 @@
+//! ipfs-cluster-service: the IPFS Cluster peer daemon (init, daemon, version).
+
+mod api_actor;
+mod api_impl;
+mod daemon;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use cluster_config::{ConsensusKind, InitOptions};
+
+/// IPFS Cluster peer daemon.
+#[derive(Parser, Debug)]
+#[command(name = "ipfs-cluster-service", version = cluster_types::VERSION, about = "IPFS Cluster peer daemon")]
+struct Cli {
+    /// Path to the configuration and data folder.
+    #[arg(long, short = 'c', global = true, env = "IPFS_CLUSTER_PATH")]
+    config: Option<PathBuf>,
+    /// Forcefully proceed with some actions (e.g. overwriting configuration).
+    #[arg(long, short = 'f', global = true)]
+    force: bool,
+    /// Enable full debug logging.
+    #[arg(long, short = 'd', global = true)]
+    debug: bool,
+    /// Log level (e.g. `info`, `debug`, or `info,cluster:debug`).
+    #[arg(long, short = 'l', global = true, env = "IPFS_CLUSTER_LOG_LEVEL", default_value = "info")]
+    loglevel: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum ConsensusArg {
+    Crdt,
+    Raft,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Creates a configuration and identity in the config folder.
+    Init {
+        /// Consensus component to configure.
+        #[arg(long, value_enum, default_value = "crdt")]
+        consensus: ConsensusArg,
+        /// Datastore backend (only fjall is available).
+        #[arg(long, default_value = "fjall")]
+        datastore: String,
+        /// Comma-separated multiaddrs (with /p2p/) of peers to add to the peerstore and trust.
+        #[arg(long, value_delimiter = ',')]
+        peers: Vec<String>,
+        /// Pick random free ports for every listener.
+        #[arg(long)]
+        randomports: bool,
+        /// Prompt for a cluster secret instead of generating one (or read CLUSTER_SECRET).
+        #[arg(long, short = 's')]
+        custom_secret: bool,
+    },
+    /// Runs the peer.
+    Daemon {
+        /// Join a cluster through these peers (needs multi-peer consensus, not yet available).
+        #[arg(long, short = 'j', value_delimiter = ',', hide = true)]
+        bootstrap: Vec<String>,
+        /// Adds `POST /health/actors/{name}/kill` to the REST API, for chaos testing.
+        #[arg(long)]
+        enable_chaos: bool,
+        /// Kept for compatibility: metrics are configured in service.json.
+        #[arg(long, hide = true)]
+        stats: bool,
+        /// Kept for compatibility: tracing is configured in service.json.
+        #[arg(long, hide = true)]
+        tracing: bool,
+        /// Kept for compatibility (no-op).
+        #[arg(long, short = 'u', hide = true)]
+        upgrade: bool,
+    },
+    /// Prints the version.
+    Version,
+}
+
+fn env_map() -> HashMap<String, String> {
+    std::env::vars().collect()
+}
+
+fn init_logging(cli: &Cli) {
+    // The original's facility syntax `name:level` maps onto tracing targets `name=level`.
+    let spec = if cli.debug { "debug".to_string() } else { cli.loglevel.replace(':', "=") };
+    let filter = tracing_subscriber::EnvFilter::try_new(&spec).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let env = env_map();
+    let dir = cli.config.clone().unwrap_or_else(|| cluster_config::default_config_dir(&env));
+    match &cli.command {
+        Command::Version => {
+            println!("{}", cluster_types::VERSION);
+            ExitCode::SUCCESS
+        }
+        Command::Init { consensus, datastore, peers, randomports, custom_secret } => {
+            if datastore != "fjall" {
+                eprintln!("error: datastore '{datastore}' is not supported: this implementation stores state in fjall");
+                return ExitCode::FAILURE;
+            }
+            let secret = if *custom_secret {
+                match read_secret(&env) {
+                    Ok(s) => Some(s),
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            } else {
+                None
+            };
+            let opts = InitOptions {
+                consensus: match consensus {
+                    ConsensusArg::Crdt => ConsensusKind::Crdt,
+                    ConsensusArg::Raft => ConsensusKind::Raft,
+                },
+                peers: peers.clone(),
+                random_ports: *randomports,
+                force: cli.force,
+                secret,
+            };
+            match cluster_config::init_folder(&dir, &opts) {
+                Ok(_) => {
+                    println!("configuration written to {}", dir.join("service.json").display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Daemon { bootstrap, enable_chaos, .. } => {
+            init_logging(&cli);
+            if !bootstrap.is_empty() {
+                eprintln!("error: --bootstrap needs multi-peer consensus, which this release does not provide yet");
+                return ExitCode::FAILURE;
+            }
+            let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("error: cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match rt.block_on(daemon::run(dir, env, *enable_chaos)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn read_secret(env: &HashMap<String, String>) -> anyhow::Result<String> {
+    if let Some(s) = env.get("CLUSTER_SECRET") {
+        return Ok(s.trim().to_string());
+    }
+    eprint!("enter cluster secret (32-byte hex string): ");
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    Ok(line.trim().to_string())
+}

@@ -1,0 +1,297 @@
+//! Black-box test harness: starts real `ipfs-cluster-service` daemons on OS-chosen ports and
+//! drives them through the REST API and the real `ipfs-cluster-ctl` binary.
+//!
+//! The binaries are the ones `cargo test --workspace` builds into the target directory (the
+//! service and ctl packages have integration tests, so cargo builds their executables first).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+/// The directory holding the workspace's built binaries (`target/<profile>`).
+pub fn bin_dir() -> PathBuf {
+    // Test executables live in target/<profile>/deps.
+    let exe = std::env::current_exe().expect("current_exe");
+    let deps = exe.parent().expect("deps dir");
+    deps.parent().expect("profile dir").to_path_buf()
+}
+
+/// Path of a workspace binary, failing with instructions when it was not built.
+pub fn bin(name: &str) -> PathBuf {
+    let p = bin_dir().join(name);
+    assert!(
+        p.exists(),
+        "{} not found: run the suite with `cargo test --workspace` (or `cargo build --bins` first)",
+        p.display()
+    );
+    p
+}
+
+/// Polls `cond` every 50 ms until it holds or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A daemon's config folder (kept across restarts of the process).
+pub struct Peer {
+    /// The config folder (a temp dir owned by the peer).
+    pub dir: tempfile::TempDir,
+    /// REST API port.
+    pub rest_port: u16,
+    /// Prometheus port.
+    pub metrics_port: u16,
+    child: Option<Child>,
+    extra_args: Vec<String>,
+}
+
+fn port_of(ma: &str) -> Result<u16> {
+    ma.rsplit('/').next().context("multiaddr without port")?.parse().context("bad port")
+}
+
+impl Peer {
+    /// Initialises a config folder with random ports (without starting the daemon).
+    pub fn init(extra_args: &[&str]) -> Result<Peer> {
+        let dir = tempfile::tempdir()?;
+        let out = Command::new(bin("ipfs-cluster-service"))
+            .args(["--config", dir.path().to_str().unwrap(), "init", "--randomports"])
+            .output()?;
+        if !out.status.success() {
+            bail!("init failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("service.json"))?)?;
+        let rest_port = port_of(cfg["api"]["restapi"]["http_listen_multiaddress"].as_str().context("restapi listen")?)?;
+        let metrics_port =
+            port_of(cfg["observations"]["metrics"]["prometheus_endpoint"].as_str().context("metrics endpoint")?)?;
+        Ok(Peer { dir, rest_port, metrics_port, child: None, extra_args: extra_args.iter().map(|s| s.to_string()).collect() })
+    }
+
+    /// Edits service.json in place (before `start`).
+    pub fn edit_config(&self, f: impl FnOnce(&mut serde_json::Value)) -> Result<()> {
+        let path = self.dir.path().join("service.json");
+        let mut cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(&path)?)?;
+        f(&mut cfg);
+        std::fs::write(&path, serde_json::to_vec_pretty(&cfg)?)?;
+        Ok(())
+    }
+
+    /// Initialises and starts a daemon, waiting until its API answers.
+    pub fn start_new(extra_args: &[&str]) -> Result<Peer> {
+        let mut p = Peer::init(extra_args)?;
+        p.start()?;
+        Ok(p)
+    }
+
+    /// Starts (or restarts) the daemon process and waits for `GET /health`.
+    pub fn start(&mut self) -> Result<()> {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("daemon.log"))?;
+        let mut cmd = Command::new(bin("ipfs-cluster-service"));
+        cmd.args(["--config", self.dir.path().to_str().unwrap(), "daemon"])
+            .args(&self.extra_args)
+            .stdout(Stdio::from(log.try_clone()?))
+            .stderr(Stdio::from(log));
+        let child = cmd.spawn()?;
+        self.child = Some(child);
+        let url = format!("http://127.0.0.1:{}/health", self.rest_port);
+        let ok = wait_until(Duration::from_secs(60), || {
+            if let Some(c) = self.child.as_mut() {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return true; // exited: reported below
+                }
+            }
+            http_status("GET", &url) == Some(204)
+        });
+        if let Some(c) = self.child.as_mut() {
+            if let Ok(Some(st)) = c.try_wait() {
+                bail!("daemon exited with {st}: {}", self.log());
+            }
+        }
+        if !ok {
+            bail!("daemon did not become ready: {}", self.log());
+        }
+        Ok(())
+    }
+
+    /// The daemon's combined output so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("daemon.log")).unwrap_or_default()
+    }
+
+    /// Base URL of the REST API.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.rest_port, path)
+    }
+
+    /// The `--host` multiaddr for ctl.
+    pub fn host(&self) -> String {
+        format!("/ip4/127.0.0.1/tcp/{}", self.rest_port)
+    }
+
+    /// Runs ipfs-cluster-ctl against this peer.
+    pub fn ctl(&self, args: &[&str]) -> Output {
+        Command::new(bin("ipfs-cluster-ctl"))
+            .args(["--host", &self.host()])
+            .args(args)
+            .output()
+            .expect("run ipfs-cluster-ctl")
+    }
+
+    /// Kills the daemon with SIGKILL (no clean shutdown).
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Stops the daemon with SIGTERM and waits for it to exit.
+    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        let mut c = self.child.take()?;
+        // SAFETY: sending a signal to our own child process.
+        unsafe {
+            libc::kill(c.id() as i32, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(st)) = c.try_wait() {
+                return Some(st);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = c.kill();
+        c.wait().ok()
+    }
+
+    /// The config folder path.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Status code of a bodyless request, or None when the server does not answer.
+pub fn http_status(method: &str, url: &str) -> Option<u16> {
+    http(method, url).map(|(s, _)| s)
+}
+
+/// A blocking HTTP request returning status and body.
+pub fn http(method: &str, url: &str) -> Option<(u16, String)> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+    rt.block_on(async {
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().ok()?;
+        let m = reqwest::Method::from_bytes(method.as_bytes()).ok()?;
+        let resp = client.request(m, url).send().await.ok()?;
+        let status = resp.status().as_u16();
+        let body = resp.text().await.ok()?;
+        Some((status, body))
+    })
+}
+
+/// Parses NDJSON (one object per line).
+pub fn ndjson(body: &str) -> Vec<serde_json::Value> {
+    body.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).expect("ndjson line")).collect()
+}
+
+/// Stdout of a ctl run, asserting success.
+pub fn ok_stdout(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "ctl failed ({}): stdout={} stderr={}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// An in-process IPFS node that holds content the daemon under test can fetch over bitswap.
+pub struct Provider {
+    rt: tokio::runtime::Runtime,
+    node: std::sync::Arc<dyn cluster_ipfs::IpfsConnector>,
+    addr: String,
+}
+
+impl Provider {
+    /// Starts an in-memory node on a loopback port.
+    pub fn start() -> Result<Provider> {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+        let node = rt.block_on(cluster_ipfs::start_embedded(cluster_ipfs::EmbeddedConfig::loopback()))?;
+        let id = rt.block_on(node.id())?;
+        let addr = id
+            .addresses
+            .iter()
+            .find(|a| a.contains("/ip4/127.0.0.1/"))
+            .cloned()
+            .context("provider has no loopback address")?;
+        Ok(Provider { rt, node, addr })
+    }
+
+    /// Adds bytes as a UnixFS file (Kubo-default CIDv0) and returns the root CID.
+    pub fn add(&self, data: Vec<u8>) -> Result<String> {
+        Ok(self.rt.block_on(self.node.add_bytes(bytes::Bytes::from(data)))?.to_string())
+    }
+
+    /// The provider's multiaddr with `/p2p/`, for the daemon's `bootstrap` list.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+}
+
+/// Pseudo-random bytes.
+pub fn random_bytes(n: usize) -> Vec<u8> {
+    use rand::RngCore;
+    let mut v = vec![0u8; n];
+    rand::thread_rng().fill_bytes(&mut v);
+    v
+}
+
+/// A CID of inline (identity-hashed) data: pinnable without any network.
+pub fn identity_cid(data: &[u8]) -> String {
+    let mh = cid::multihash::Multihash::<64>::wrap(0x00, data).expect("inline data fits");
+    cid::Cid::new_v1(0x55, mh).to_string()
+}
+
+/// A CID of random content that nobody can provide.
+pub fn unavailable_cid() -> String {
+    use rand::RngCore;
+    let mut digest = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut digest);
+    let mh = cid::multihash::Multihash::<64>::wrap(0x12, &digest).expect("sha2-256 digest");
+    cid::Cid::new_v1(0x55, mh).to_string()
+}
+
+/// The status of `cid` on the (single) peer, via the REST API.
+pub fn peer_status(peer: &Peer, cid: &str) -> Option<String> {
+    let (code, body) = http("GET", &peer.url(&format!("/pins/{cid}")))?;
+    if code != 200 {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+    let map = v["peer_map"].as_object()?;
+    map.values().next()?["status"].as_str().map(String::from)
+}
+
+/// Waits until every CID reaches `status`, returning the ones that did not.
+pub fn wait_all_status(peer: &Peer, cids: &[String], status: &str, timeout: Duration) -> Vec<String> {
+    let mut pending: Vec<String> = cids.to_vec();
+    wait_until(timeout, || {
+        pending.retain(|c| peer_status(peer, c).as_deref() != Some(status));
+        pending.is_empty()
+    });
+    pending
+}
