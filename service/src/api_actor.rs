@@ -57,7 +57,7 @@ impl Actor for ApiActor {
         }
         let me = ctx.myself();
         // The servers are owned by this task: killing the instance drops them, freeing the ports.
-        ctx.spawn_tracked(async move {
+        ctx.spawn_background(async move {
             let mut servers = servers;
             let (res, idx, _) = futures::future::select_all(servers.iter_mut().map(|s| &mut s.0)).await;
             let why = format!("listener {idx} stopped: {res:?}");

@@ -210,6 +210,18 @@ impl<M> Context<M> {
         })
     }
 
+    /// Spawns a long-lived task owned by this instance that does NOT count as busy work: it
+    /// is aborted with the instance, but waiting (e.g. on a channel) never makes the actor look
+    /// stuck. Use it for loops that idle most of the time; use [`Context::spawn_tracked`] or a
+    /// [`WorkGuard`] for bounded units of work whose hangs must be detected.
+    pub fn spawn_background<F>(&self, task: F) -> AbortHandle
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let mut tracked_tasks = lock(&self.tracked_tasks);
+        tracked_tasks.spawn(task)
+    }
+
     fn refresh_observable<A: Actor<Msg = M>>(&self, actor: &A) {
         let snapshot = actor.observable_state();
         if !snapshot.is_null() {

@@ -680,8 +680,6 @@ async fn unknown_route_and_wrong_method() {
         assert_eq!(body, "{\"code\":404,\"message\":\"not found\"}\n", "{path}");
         assert_json_error(st, &h, &body, 404);
     }
-    let (st, h, body) = call(M::POST, s.url("/peers")).await;
-    assert_json_error(st, &h, &body, 404);
     let (st, h, body) = call(M::PUT, s.url("/id")).await;
     assert_json_error(st, &h, &body, 405);
     assert_eq!(h["allow"], "GET");
@@ -946,4 +944,26 @@ async fn shutdown_finishes_the_server_task() {
     let addr = s.addr;
     s.stop().await;
     assert!(TcpStream::connect(addr).await.is_err());
+}
+
+#[tokio::test]
+async fn peer_add_parses_its_json_body() {
+    let fake = Fake::new(StatusMode::Items(0));
+    let s = start(Arc::clone(&fake)).await;
+    let (st, h, body) = call(M::POST, s.url("/peers")).await;
+    let err = assert_json_error(st, &h, &body, 400);
+    assert!(err.message.contains("body"), "{}", err.message);
+    for bad in ["{\"peer_id\": ", "[]", "{\"peer\": \"x\"}"] {
+        let resp = client().post(s.url("/peers")).body(bad.to_string()).send().await.unwrap();
+        let st = resp.status().as_u16();
+        let h = resp.headers().clone();
+        let body = resp.text().await.unwrap();
+        let err = assert_json_error(st, &h, &body, 400);
+        assert!(err.message.starts_with("malformed JSON body"), "{}", err.message);
+    }
+    let resp = client().post(s.url("/peers")).body("{\"peer_id\":\"12D3KooWNew\"}").send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let id: ID = resp.json().await.unwrap();
+    assert_eq!(id, peer_id(0));
+    assert!(fake.calls().contains(&"peer_add 12D3KooWNew".to_string()));
 }

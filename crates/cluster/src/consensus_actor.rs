@@ -73,7 +73,9 @@ impl Actor for ConsensusActor {
         if self.restarted.swap(true, std::sync::atomic::Ordering::SeqCst) {
             let _ = self.tracker.try_send(TrackerMsg::RecoverAllLocal);
         }
-        ctx.spawn_tracked(async move {
+        // The relay idles on the channel most of the time: a background task, so waiting is
+        // never mistaken for a stuck actor.
+        ctx.spawn_background(async move {
             let mut rx = changes.lock().await;
             while let Some(change) = rx.recv().await {
                 let msg = match change {

@@ -92,7 +92,7 @@ impl Actor for IpfsActor {
         serde_json::json!({
             "calls_total": self.calls,
             "calls_in_flight": self.in_flight.load(std::sync::atomic::Ordering::Relaxed),
-            "calls_waiting_for_slot": 0usize.max(self.limiter.available_permits()),
+            "free_call_slots": self.limiter.available_permits(),
         })
     }
 }
@@ -119,12 +119,22 @@ impl IpfsClient {
         let (tx, rx) = oneshot::channel();
         let call: CallFn = Box::new(move |backend, guard| {
             Box::pin(async move {
+                let mut tx = tx;
                 let fut = f(backend, guard);
-                let res = match timeout {
-                    Some(t) => tokio::time::timeout(t, fut).await.unwrap_or(Err(IpfsError::Timeout)),
-                    None => fut.await,
+                let run = async {
+                    match timeout {
+                        Some(t) => tokio::time::timeout(t, fut).await.unwrap_or(Err(IpfsError::Timeout)),
+                        None => fut.await,
+                    }
                 };
-                let _ = tx.send(res);
+                // A caller that gives up (a pin watchdog firing, a client disconnecting) cancels
+                // the backend call instead of leaving it to run unobserved.
+                tokio::select! {
+                    res = run => {
+                        let _ = tx.send(res);
+                    }
+                    () = tx.closed() => {}
+                }
             })
         });
         self.actor.send(IpfsMsg::Call { method, call }).await.map_err(|_| IpfsError::Closed)?;
