@@ -12,8 +12,8 @@ use cluster_state::StateStore;
 use cluster_tracker::{PinTrackerActor, TrackerConfig, TrackerMsg};
 use cluster_types::error::NOT_FOUND_MESSAGE;
 use cluster_types::{
-    Alert, ApiError, Cid, ErrorCode, GlobalPinInfo, GlobalRepoGc, IpfsId, IpfsRepoGc, Metric, Pin, PinMode,
-    PinOptions, PinType, PinTypeFilter, RepoGc, Timestamp, TrackerStatusFilter, ID,
+    Alert, ApiError, Cid, ErrorCode, GlobalPinInfo, GlobalRepoGc, IpfsId, IpfsRepoGc, Metric, Pin, PinInfo,
+    PinMode, PinOptions, PinType, PinTypeFilter, RepoGc, Timestamp, TrackerStatusFilter, ID,
 };
 use futures::stream::{BoxStream, StreamExt};
 use tokio::sync::mpsc;
@@ -463,56 +463,50 @@ impl Cluster {
         self.state_get(&cid)?.ok_or_else(|| ApiError::not_found(NOT_FOUND_MESSAGE))
     }
 
-    /// `GET /pins`: streams the status of every pin, filtered.
-    pub fn status_all(&self, filter: TrackerStatusFilter, _local: bool) -> BoxStream<'static, Result<GlobalPinInfo, ApiError>> {
+    /// Sends a streaming request to the tracker and turns its per-peer answers into
+    /// cluster-wide ones.
+    fn tracker_stream(
+        &self,
+        request: impl FnOnce(mpsc::Sender<Result<PinInfo, ApiError>>) -> TrackerMsg + Send + 'static,
+    ) -> BoxStream<'static, Result<GlobalPinInfo, ApiError>> {
         let (tx, rx) = mpsc::channel(1024);
         let tracker = self.inner.tracker.clone();
         tokio::spawn(async move {
             let err_tx = tx.clone();
-            if tracker.send(TrackerMsg::StatusAll { filter, out: tx }).await.is_err() {
+            if tracker.send(request(tx)).await.is_err() {
                 let _ = err_tx.send(Err(unavailable("the pin tracker"))).await;
             }
         });
-        tokio_stream::wrappers::ReceiverStream::new(rx)
-            .map(|r: Result<cluster_types::PinInfo, ApiError>| r.map(GlobalPinInfo::from_pin_info))
-            .boxed()
+        tokio_stream::wrappers::ReceiverStream::new(rx).map(|r| r.map(GlobalPinInfo::from_pin_info)).boxed()
+    }
+
+    /// Asks the tracker about one CID.
+    async fn tracker_ask(
+        &self,
+        request: impl FnOnce(tokio::sync::oneshot::Sender<PinInfo>) -> TrackerMsg,
+    ) -> Result<GlobalPinInfo, ApiError> {
+        let info = self.inner.tracker.ask_timeout(request, ASK_TIMEOUT).await.map_err(|_| unavailable("the pin tracker"))?;
+        Ok(GlobalPinInfo::from_pin_info(info))
+    }
+
+    /// `GET /pins`: streams the status of every pin, filtered.
+    pub fn status_all(&self, filter: TrackerStatusFilter, _local: bool) -> BoxStream<'static, Result<GlobalPinInfo, ApiError>> {
+        self.tracker_stream(move |out| TrackerMsg::StatusAll { filter, out })
     }
 
     /// `GET /pins/{cid}`.
     pub async fn status(&self, cid: Cid, _local: bool) -> Result<GlobalPinInfo, ApiError> {
-        let info = self
-            .inner
-            .tracker
-            .ask_timeout(|reply| TrackerMsg::Status { cid, reply }, ASK_TIMEOUT)
-            .await
-            .map_err(|_| unavailable("the pin tracker"))?;
-        Ok(GlobalPinInfo::from_pin_info(info))
+        self.tracker_ask(|reply| TrackerMsg::Status { cid, reply }).await
     }
 
     /// `POST /pins/recover`: streams only the items that were re-queued.
     pub fn recover_all(&self, _local: bool) -> BoxStream<'static, Result<GlobalPinInfo, ApiError>> {
-        let (tx, rx) = mpsc::channel(1024);
-        let tracker = self.inner.tracker.clone();
-        tokio::spawn(async move {
-            let err_tx = tx.clone();
-            if tracker.send(TrackerMsg::RecoverAll { out: tx }).await.is_err() {
-                let _ = err_tx.send(Err(unavailable("the pin tracker"))).await;
-            }
-        });
-        tokio_stream::wrappers::ReceiverStream::new(rx)
-            .map(|r: Result<cluster_types::PinInfo, ApiError>| r.map(GlobalPinInfo::from_pin_info))
-            .boxed()
+        self.tracker_stream(|out| TrackerMsg::RecoverAll { out })
     }
 
     /// `POST /pins/{cid}/recover`.
     pub async fn recover(&self, cid: Cid, _local: bool) -> Result<GlobalPinInfo, ApiError> {
-        let info = self
-            .inner
-            .tracker
-            .ask_timeout(|reply| TrackerMsg::Recover { cid, reply }, ASK_TIMEOUT)
-            .await
-            .map_err(|_| unavailable("the pin tracker"))?;
-        Ok(GlobalPinInfo::from_pin_info(info))
+        self.tracker_ask(|reply| TrackerMsg::Recover { cid, reply }).await
     }
 
     /// `POST /ipfs/gc`.

@@ -1,0 +1,218 @@
+//! cluster-bench: ingests pins into a real `ipfs-cluster-service` daemon through its REST API,
+//! then streams `GET /allocations` and `GET /pins?local=true`, printing throughput and the
+//! daemon's memory. Run it on a release build:
+//!
+//! ```sh
+//! cargo build --release --bins && target/release/cluster-bench --pins 100000,1000000
+//! ```
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use futures::StreamExt;
+
+/// Command-line options.
+#[derive(Parser, Debug)]
+#[command(about = "Benchmark ingestion and listing on one ipfs-cluster-service peer")]
+struct Opts {
+    /// Pinset sizes to measure, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "100000,1000000")]
+    pins: Vec<u64>,
+    /// Concurrent HTTP clients during ingestion.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// The daemon binary (defaults to the one next to this benchmark).
+    #[arg(long)]
+    service: Option<PathBuf>,
+}
+
+/// A daemon started for one measurement, killed on drop.
+struct Daemon {
+    child: Child,
+    _dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_daemon(service: &PathBuf) -> Result<Daemon> {
+    let dir = tempfile::tempdir()?;
+    let p = dir.path().to_str().context("temp path")?.to_string();
+    let out = Command::new(service).args(["--config", &p, "init", "--randomports"]).output()?;
+    if !out.status.success() {
+        bail!("init failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let cfg_path = dir.path().join("service.json");
+    let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(&cfg_path)?)?;
+    let listen = cfg["api"]["restapi"]["http_listen_multiaddress"].clone();
+    let listen = listen.as_str().or_else(|| listen[0].as_str()).context("rest listen")?.to_string();
+    let port: u16 = listen.rsplit('/').next().context("port")?.parse()?;
+    let child = Command::new(service)
+        .args(["--config", &p, "--loglevel", "warn", "daemon"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let d = Daemon { child, _dir: dir, port };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if health_status(d.port).ok() == Some(204) {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("daemon did not start");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(d)
+}
+
+/// Status of `GET /health`, over a raw socket (no blocking HTTP client in the workspace).
+fn health_status(port: u16) -> std::io::Result<u16> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf)?;
+    Ok(buf.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0))
+}
+
+/// Resident and peak memory of a process, in KiB, from /proc.
+fn rss_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+fn identity_cid(n: u64) -> String {
+    let data = format!("bench pin {n:012}");
+    let mh = cid::multihash::Multihash::<64>::wrap(0x00, data.as_bytes()).expect("fits");
+    cid::Cid::new_v1(0x55, mh).to_string()
+}
+
+async fn ingest(port: u16, from: u64, to: u64, concurrency: usize) -> Result<Duration> {
+    let client = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build()?;
+    let started = Instant::now();
+    let results = futures::stream::iter(from..to)
+        .map(|i| {
+            let client = client.clone();
+            async move {
+                let url = format!("http://127.0.0.1:{port}/pins/{}", identity_cid(i));
+                let resp = client.post(url).send().await?;
+                if !resp.status().is_success() {
+                    bail!("pin {i}: {}", resp.status());
+                }
+                Ok::<_, anyhow::Error>(())
+            }
+        })
+        .buffer_unordered(concurrency);
+    futures::pin_mut!(results);
+    while let Some(r) = results.next().await {
+        r?;
+    }
+    Ok(started.elapsed())
+}
+
+/// Streams a list endpoint, counting lines, while sampling the daemon's RSS.
+async fn stream_list(port: u16, path: &str, pid: u32) -> Result<(u64, Duration, u64, u64)> {
+    let (rss_before, _) = rss_kib(pid);
+    let peak = Arc::new(AtomicU64::new(rss_before));
+    let done = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let (peak, done) = (Arc::clone(&peak), Arc::clone(&done));
+        std::thread::spawn(move || {
+            while !done.load(Ordering::Relaxed) {
+                peak.fetch_max(rss_kib(pid).0, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        })
+    };
+    let started = Instant::now();
+    let resp = reqwest::Client::new().get(format!("http://127.0.0.1:{port}{path}")).send().await?;
+    let mut lines = 0u64;
+    let mut body = resp.bytes_stream();
+    while let Some(chunk) = body.next().await {
+        lines += chunk?.iter().filter(|b| **b == b'\n').count() as u64;
+    }
+    let elapsed = started.elapsed();
+    done.store(true, Ordering::Relaxed);
+    let _ = sampler.join();
+    Ok((lines, elapsed, rss_before, peak.load(Ordering::Relaxed)))
+}
+
+/// Pin operations still queued in the tracker (from its observable state).
+async fn tracker_backlog(port: u16) -> Result<u64> {
+    let actors: serde_json::Value =
+        reqwest::get(format!("http://127.0.0.1:{port}/health/actors")).await?.json().await?;
+    let tracker = actors
+        .as_array()
+        .and_then(|a| a.iter().find(|x| x["name"] == "pin_tracker"))
+        .context("no pin_tracker in /health/actors")?;
+    let pin = &tracker["observable"]["operations"]["pin"];
+    Ok(pin["queued"].as_u64().unwrap_or(0) + pin["in_progress"].as_u64().unwrap_or(0))
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let opts = Opts::parse();
+    let service = match opts.service.clone() {
+        Some(s) => s,
+        None => std::env::current_exe()?.with_file_name("ipfs-cluster-service"),
+    };
+    let mut sizes = opts.pins.clone();
+    sizes.sort_unstable();
+    let daemon = start_daemon(&service)?;
+    let pid = daemon.child.id();
+    println!("daemon pid {pid}, port {}, ingestion concurrency {}", daemon.port, opts.concurrency);
+    let mut have = 0u64;
+    for size in sizes {
+        let took = ingest(daemon.port, have, size, opts.concurrency).await?;
+        let added = size - have;
+        println!(
+            "ingest   {:>9} pins -> {:>9} in state: {:>8.1}s  {:>9.0} pins/s",
+            added,
+            size,
+            took.as_secs_f64(),
+            added as f64 / took.as_secs_f64()
+        );
+        have = size;
+        // Listing does not wait for IPFS to catch up: statuses are then a mix of pinned and
+        // queued, which is what a busy production peer lists too.
+        println!("tracker  {} pin operations still queued or in progress in IPFS", tracker_backlog(daemon.port).await?);
+        for path in ["/allocations", "/pins?local=true"] {
+            let (lines, took, before, peak) = stream_list(daemon.port, path, pid).await?;
+            if lines != size {
+                bail!("{path}: listed {lines} of {size}");
+            }
+            println!(
+                "list     {:<18} {:>9} pins: {:>7.2}s  {:>9.0} pins/s  rss {:>6} MiB, peak {:>6} MiB (+{} MiB)",
+                path,
+                lines,
+                took.as_secs_f64(),
+                lines as f64 / took.as_secs_f64(),
+                before / 1024,
+                peak / 1024,
+                peak.saturating_sub(before) / 1024
+            );
+        }
+    }
+    let (rss, hwm) = rss_kib(pid);
+    println!("daemon   rss {} MiB, peak rss {} MiB", rss / 1024, hwm / 1024);
+    Ok(())
+}
