@@ -26,6 +26,9 @@ struct Opts {
     /// Concurrent HTTP clients during ingestion.
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
+    /// Wait until IPFS has pinned every pin before listing, so statuses come from IPFS lookups.
+    #[arg(long)]
+    drain: bool,
     /// The daemon binary (defaults to the one next to this benchmark).
     #[arg(long)]
     service: Option<PathBuf>,
@@ -192,9 +195,18 @@ async fn main() -> Result<()> {
             added as f64 / took.as_secs_f64()
         );
         have = size;
-        // Listing does not wait for IPFS to catch up: statuses are then a mix of pinned and
-        // queued, which is what a busy production peer lists too.
-        println!("tracker  {} pin operations still queued or in progress in IPFS", tracker_backlog(daemon.port).await?);
+        // Without --drain, listing does not wait for IPFS to catch up: statuses are then a mix
+        // of pinned and queued, which is what a busy production peer lists too.
+        if opts.drain {
+            let started = Instant::now();
+            while tracker_backlog(daemon.port).await? > 0 {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            let secs = started.elapsed().as_secs_f64();
+            println!("tracker  backlog pinned in IPFS after a further {secs:.1}s");
+        } else {
+            println!("tracker  {} pin operations still queued or in progress in IPFS", tracker_backlog(daemon.port).await?);
+        }
         for path in ["/allocations", "/pins?local=true"] {
             let (lines, took, before, peak) = stream_list(daemon.port, path, pid).await?;
             if lines != size {

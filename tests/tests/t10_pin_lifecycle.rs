@@ -90,3 +90,20 @@ fn t11_rest_lists_stream_ndjson() {
     assert!(metrics.contains("ipfscluster_pins 20"), "{metrics}");
     assert!(metrics.contains("ipfscluster_actor_up{actor=\"pin_tracker\"} 1"), "{metrics}");
 }
+
+#[test]
+fn t12_expired_pins_are_unpinned_by_the_state_sync() {
+    let mut peer = Peer::init(&[]).unwrap();
+    peer.edit_config(|c| c["cluster"]["state_sync_interval"] = "500ms".into()).unwrap();
+    peer.start().unwrap();
+    let short = identity_cid(b"expires soon");
+    let long = identity_cid(b"stays");
+    ok_stdout(&peer.ctl(&["pin", "add", "--no-status", "--expire-in", "2s", &short]));
+    ok_stdout(&peer.ctl(&["pin", "add", "--no-status", "--expire-in", "1h", &long]));
+    let json = ok_stdout(&peer.ctl(&["--enc", "json", "pin", "ls", &short]));
+    let pin: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_ne!(pin["expire_at"], "0001-01-01T00:00:00Z");
+    let gone = || http_status("GET", &peer.url(&format!("/allocations/{short}"))) == Some(404);
+    assert!(wait_until(Duration::from_secs(30), gone), "expired pin still in the pinset");
+    assert_eq!(http_status("GET", &peer.url(&format!("/allocations/{long}"))), Some(200));
+}

@@ -183,6 +183,14 @@ impl IpfsConnector for IpfsClient {
         .await
     }
 
+    async fn pin_ls_cids(&self, cids: &[Cid]) -> Result<Vec<IpfsPinStatus>, IpfsError> {
+        let cids = cids.to_vec();
+        self.call("pin_ls_cids", Some(self.timeouts.request), move |b, _g| {
+            Box::pin(async move { b.pin_ls_cids(&cids).await })
+        })
+        .await
+    }
+
     fn pin_ls(&self, recursive: bool, direct: bool) -> BoxStream<'static, Result<(Cid, IpfsPinStatus), IpfsError>> {
         let (tx, rx) = mpsc::channel(1024);
         let this = self.clone();

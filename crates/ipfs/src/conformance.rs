@@ -14,7 +14,9 @@ use cid::Cid;
 use futures::StreamExt;
 use tokio::sync::mpsc;
 
-use crate::{CODEC_DAG_PB, CODEC_RAW, IpfsConnector, IpfsError, IpfsPinStatus, PinMode};
+use crate::{
+    CODEC_DAG_PB, CODEC_RAW, IpfsConnector, IpfsError, IpfsPinStatus, MULTIHASH_IDENTITY, PinMode,
+};
 
 /// Budget for any single connector call in the suite; generous because debug builds are slow.
 pub const OP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -456,6 +458,100 @@ pub async fn pin_ls_lists_both_kinds(conn: Arc<dyn IpfsConnector>) -> Outcome {
     Ok(())
 }
 
+/// A fresh identity CID (raw codec): its content is inline, so it pins without any network.
+fn unique_identity_cid() -> Result<Cid, ConformanceError> {
+    let digest =
+        cid::multihash::Multihash::<64>::wrap(MULTIHASH_IDENTITY, &unique_seed().to_be_bytes())
+            .map_err(|e| ConformanceError(format!("cannot build an identity multihash: {e}")))?;
+    Ok(Cid::new_v1(CODEC_RAW, digest))
+}
+
+/// `pin_ls_cids` answers what `pin_ls_cid` answers, in input order: for recursive, direct,
+/// indirect and unpinned CIDs mixed (identity CIDs included, and a CID asked twice), for an empty
+/// slice, and again after the pins are removed.
+pub async fn pin_ls_cids_agrees_with_pin_ls_cid(conn: Arc<dyn IpfsConnector>) -> Outcome {
+    let none = step("pin ls of no cids", conn.pin_ls_cids(&[])).await?;
+    ensure!(none.is_empty(), "pin ls of no cids answered {none:?}");
+
+    let rec = step(
+        "add",
+        conn.add_bytes(pseudo_random_bytes(unique_seed(), 600 * 1024)),
+    )
+    .await?;
+    let rec_block = step("block get root", conn.block_get(&rec)).await?;
+    let child = dag_pb_links(&rec_block)?
+        .first()
+        .map(|(_, cid)| *cid)
+        .ok_or_else(|| ConformanceError("600 KiB file should have links".into()))?;
+    let direct = step(
+        "block put direct",
+        conn.block_put(pseudo_random_bytes(unique_seed(), 500), CODEC_RAW),
+    )
+    .await?;
+    let stored = step(
+        "block put unpinned",
+        conn.block_put(pseudo_random_bytes(unique_seed(), 500), CODEC_RAW),
+    )
+    .await?;
+    let absent = crate::block_cid(&pseudo_random_bytes(unique_seed(), 64), CODEC_RAW)
+        .map_err(|e| ConformanceError(e.to_string()))?;
+    let id_rec = unique_identity_cid()?;
+    let id_direct = unique_identity_cid()?;
+    let id_unpinned = unique_identity_cid()?;
+
+    pin_with_progress(&conn, &rec, PinMode::Recursive).await?;
+    pin_with_progress(&conn, &direct, PinMode::Direct).await?;
+    pin_with_progress(&conn, &id_rec, PinMode::Recursive).await?;
+    pin_with_progress(&conn, &id_direct, PinMode::Direct).await?;
+
+    use IpfsPinStatus::{Direct, Indirect, Recursive, Unpinned};
+    let cases = [
+        (stored, Unpinned),
+        (rec, Recursive),
+        (child, Indirect),
+        (direct, Direct),
+        (absent, Unpinned),
+        (id_rec, Recursive),
+        (id_direct, Direct),
+        (id_unpinned, Unpinned),
+        (rec, Recursive),
+    ];
+    let cids: Vec<Cid> = cases.iter().map(|(cid, _)| *cid).collect();
+    let batch = step("pin ls of a batch", conn.pin_ls_cids(&cids)).await?;
+    ensure!(
+        batch.len() == cids.len(),
+        "pin ls of {} cids answered {} statuses",
+        cids.len(),
+        batch.len()
+    );
+    for ((cid, expected), got) in cases.iter().zip(&batch) {
+        let single = step(&format!("pin ls {cid}"), conn.pin_ls_cid(cid)).await?;
+        ensure!(
+            single == *expected,
+            "pin ls {cid} answered {single}, expected {expected}"
+        );
+        ensure!(
+            got == expected,
+            "batched pin ls answered {got} for {cid}, expected {expected} (single: {single})"
+        );
+    }
+    let one = step("pin ls of one cid", conn.pin_ls_cids(&[child])).await?;
+    ensure!(
+        one == [Indirect],
+        "batched pin ls of the child alone answered {one:?}"
+    );
+
+    for cid in [rec, direct, id_rec, id_direct] {
+        step("unpin", conn.unpin(&cid)).await?;
+    }
+    let after = step("pin ls after unpin", conn.pin_ls_cids(&cids)).await?;
+    ensure!(
+        after.len() == cids.len() && after.iter().all(|s| *s == Unpinned),
+        "after unpinning everything, batched pin ls answered {after:?}"
+    );
+    Ok(())
+}
+
 /// Adding content makes the reported repo size grow.
 pub async fn repo_stat_grows_after_add(conn: Arc<dyn IpfsConnector>) -> Outcome {
     let before = step("repo stat", conn.repo_stat()).await?;
@@ -699,6 +795,7 @@ pub async fn run_all(conn: Arc<dyn IpfsConnector>) -> Outcome {
     run!(pin_direct_lifecycle);
     run!(unpin_not_pinned_is_ok);
     run!(pin_ls_lists_both_kinds);
+    run!(pin_ls_cids_agrees_with_pin_ls_cid);
     run!(repo_stat_grows_after_add);
     run!(identity_cid_pins_offline);
     run!(resolve_path_in_directory);

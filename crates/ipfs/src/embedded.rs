@@ -4,6 +4,11 @@
 //! cluster needs on top: a stable identity persisted in the repo, pins that report progress and
 //! can be cancelled without leaving a pin behind, Kubo-default CIDs, and a garbage collector that
 //! cannot delete the blocks of a pin that is still being fetched.
+//!
+//! Pin lookups ([`IpfsConnector::pin_ls_cid`], [`IpfsConnector::pin_ls_cids`]) are answered from
+//! the cluster's own pin index ([`crate::pin_index`]) rather than rust-ipfs's one-file-per-pin
+//! store, which is too slow to list a million pins; that module documents how the index is kept
+//! consistent with the store, and rebuilt after an unclean stop.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::Write as _;
@@ -31,6 +36,7 @@ use rust_ipfs::{
 use tokio::sync::mpsc;
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use crate::pin_index::{IndexWriter, PinIndex, PinIndexError, PinIndexStart};
 use crate::{
     IpfsConnector, IpfsError, IpfsId, IpfsPinStatus, MULTIHASH_IDENTITY, PinMode, RepoStat,
 };
@@ -56,6 +62,9 @@ const FETCH_TIMEOUT: Duration = Duration::from_secs(60);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long `start` waits for listeners to come up, and for a previous node to release the repo.
 const STARTUP_WAIT: Duration = Duration::from_secs(10);
+/// Pin-index lookups up to this many CIDs run on the calling task; larger batches go to a blocking
+/// thread, since an on-disk index may have to read from disk.
+const INLINE_INDEX_LOOKUPS: usize = 16;
 
 /// How to run the embedded node.
 #[derive(Clone, Debug)]
@@ -137,6 +146,8 @@ pub struct EmbeddedIpfs {
     gc_lock: tokio::sync::RwLock<()>,
     /// Multihashes of blocks gathered by pins still in progress, which GC must keep.
     in_flight: Mutex<InFlight>,
+    /// Root pins mirrored from rust-ipfs's pin store, so lookups never read pin files.
+    index: Arc<PinIndex>,
 }
 
 #[derive(Default)]
@@ -236,6 +247,17 @@ impl EmbeddedIpfs {
             info!(%peer_id, repo = ?repo_path, "embedded ipfs node started without listeners");
         }
 
+        let index = match &repo_path {
+            Some(path) => match PinIndex::open(path, &ipfs, STARTUP_WAIT).await {
+                Ok(index) => index,
+                Err(e) => {
+                    ipfs.exit_daemon().await;
+                    return Err(e.into());
+                }
+            },
+            None => PinIndex::memory(),
+        };
+
         for addr in bootstrap {
             let ipfs = ipfs.clone();
             tokio::spawn(
@@ -255,7 +277,14 @@ impl EmbeddedIpfs {
             repo_path,
             gc_lock: tokio::sync::RwLock::new(()),
             in_flight: Mutex::new(InFlight::default()),
+            index: Arc::new(index),
         })
+    }
+
+    /// How the pin index came up at start: trusted after a clean stop, rebuilt from the pin store,
+    /// or in memory. Exposed so operators' tests can check the crash-recovery path ran.
+    pub fn pin_index_start(&self) -> PinIndexStart {
+        self.index.start()
     }
 
     /// The node's IPFS peer id (stable across restarts for on-disk repos).
@@ -264,17 +293,23 @@ impl EmbeddedIpfs {
     }
 
     /// The underlying rust-ipfs handle, for callers that need something the trait does not offer.
+    ///
+    /// Pins written or removed through it bypass the pin index, so pin lookups do not see them
+    /// until the index is next rebuilt (a start after an unclean stop).
     pub fn ipfs(&self) -> Result<Ipfs, IpfsError> {
         self.node()
     }
 
     /// Stops the node and waits (a bounded time) until the repo lock is released, so a new node
-    /// can open the same repo right away. Idempotent.
+    /// can open the same repo right away. The pin index is persisted and marked clean first, so
+    /// the next start can trust it instead of rebuilding. Idempotent.
     pub async fn stop(&self) {
         let taken = self.node.write().unwrap_or_else(|p| p.into_inner()).take();
         let Some(ipfs) = taken else {
             return;
         };
+        // waits for a pin change in progress, and refuses later ones, before the marker is written
+        self.index.close().await;
         ipfs.exit_daemon().await;
         if let Some(path) = &self.repo_path
             && let Err(e) = wait_for_repo_unlock(path, STARTUP_WAIT).await
@@ -303,28 +338,71 @@ impl EmbeddedIpfs {
         }
     }
 
+    /// The authoritative status of one CID, read from rust-ipfs's pin store (pin files on disk).
+    /// Pin and unpin decide with it; lookups use [`Self::statuses`].
     async fn status_of(&self, ipfs: &Ipfs, cid: &Cid) -> Result<IpfsPinStatus, IpfsError> {
-        if !ipfs.is_pinned(cid).await.map_err(IpfsError::backend)? {
-            return Ok(IpfsPinStatus::Unpinned);
+        store_status(ipfs, cid).await
+    }
+
+    /// Statuses of `cids`, in order. Roots come from the pin index (one batched read); only the
+    /// CIDs it does not know as roots are checked against rust-ipfs's in-memory reverse index of
+    /// indirect pins. Pin files are read only while the index is untrusted.
+    async fn statuses(&self, ipfs: &Ipfs, cids: &[Cid]) -> Result<Vec<IpfsPinStatus>, IpfsError> {
+        if cids.is_empty() {
+            return Ok(Vec::new());
         }
-        match ipfs.query_pins(vec![*cid], None).await {
-            Ok(found) => Ok(found
-                .into_iter()
-                .next()
-                .map(|(_, kind)| match kind {
-                    PinKind::Direct => IpfsPinStatus::Direct,
-                    PinKind::Recursive(_) | PinKind::RecursiveIntention => IpfsPinStatus::Recursive,
-                    PinKind::IndirectFrom(_) => IpfsPinStatus::Indirect,
-                })
-                .unwrap_or(IpfsPinStatus::Unpinned)),
-            // rust-ipfs reports "not pinned" as an error; tell it apart from a real failure by
-            // asking again (an unpin may have raced us).
-            Err(e) => {
-                if ipfs.is_pinned(cid).await.map_err(IpfsError::backend)? {
-                    Err(IpfsError::backend(e))
-                } else {
-                    Ok(IpfsPinStatus::Unpinned)
+        let Some(roots) = self.index_roots(cids).await? else {
+            let mut statuses = Vec::with_capacity(cids.len());
+            for cid in cids {
+                statuses.push(self.status_of(ipfs, cid).await?);
+            }
+            return Ok(statuses);
+        };
+        let mut statuses = Vec::with_capacity(cids.len());
+        let mut not_roots = Vec::new();
+        for (i, root) in roots.into_iter().enumerate() {
+            statuses.push(match root {
+                Some(PinMode::Recursive) => IpfsPinStatus::Recursive,
+                Some(PinMode::Direct) => IpfsPinStatus::Direct,
+                None => {
+                    not_roots.push(i);
+                    IpfsPinStatus::Unpinned
                 }
+            });
+        }
+        if !not_roots.is_empty() {
+            let candidates: Vec<Cid> = not_roots.iter().map(|&i| cids[i]).collect();
+            let flags = indirect_flags(ipfs, candidates).await;
+            for (i, indirect) in not_roots.into_iter().zip(flags) {
+                if indirect {
+                    statuses[i] = IpfsPinStatus::Indirect;
+                }
+            }
+        }
+        Ok(statuses)
+    }
+
+    /// Root modes from the pin index, or `None` when the index is not (or no longer) trusted and
+    /// the caller must read the pin store instead.
+    async fn index_roots(&self, cids: &[Cid]) -> Result<Option<Vec<Option<PinMode>>>, IpfsError> {
+        if !self.index.is_trusted() {
+            return Ok(None);
+        }
+        let looked_up = if cids.len() <= INLINE_INDEX_LOOKUPS {
+            self.index.roots(cids)
+        } else {
+            let index = Arc::clone(&self.index);
+            let owned = cids.to_vec();
+            tokio::task::spawn_blocking(move || index.roots(&owned))
+                .await
+                .unwrap_or_else(|e| Err(PinIndexError::Task(e.to_string())))
+        };
+        match looked_up {
+            Ok(roots) => Ok(Some(roots)),
+            Err(PinIndexError::Closed) => Err(IpfsError::Closed),
+            Err(e) => {
+                self.index.distrust(&e);
+                Ok(None)
             }
         }
     }
@@ -449,6 +527,8 @@ impl EmbeddedIpfs {
 
 impl Drop for EmbeddedIpfs {
     fn drop(&mut self) {
+        // no clean marker: the next start rebuilds the pin index from the pin store
+        self.index.abandon();
         let taken = self.node.write().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(ipfs) = taken {
             match tokio::runtime::Handle::try_current() {
@@ -470,35 +550,157 @@ fn refs_stream(refs: &PinRefs) -> BoxStream<'static, Result<Cid, rust_ipfs::refs
     stream::iter((0..refs.len()).map(move |i| Ok(refs[i]))).boxed()
 }
 
-/// Writes a pin into rust-ipfs's pin store. The store is used directly, with the references our
-/// own walk collected, because `Ipfs::insert_pin` re-reads every block through a store that
-/// cannot load identity-hash blocks.
-async fn record_pin(
-    ipfs: &Ipfs,
-    cid: &Cid,
-    refs: Option<&PinRefs>,
-) -> Result<(), rust_ipfs::Error> {
-    let store = ipfs.repo().data_store();
-    match refs {
-        Some(refs) => store.insert_recursive_pin(cid, refs_stream(refs)).await,
-        None => store.insert_direct_pin(cid).await,
+/// Why a pin-store change was not made.
+#[derive(Debug, thiserror::Error)]
+enum PinWriteError {
+    /// The node is stopping: nothing was changed.
+    #[error("the ipfs node is stopping")]
+    Closed,
+    /// rust-ipfs's pin store refused or failed the change.
+    #[error("{0:#}")]
+    Store(rust_ipfs::Error),
+}
+
+impl PinWriteError {
+    fn into_ipfs(self, what: &str) -> IpfsError {
+        match self {
+            PinWriteError::Closed => IpfsError::Closed,
+            PinWriteError::Store(e) => IpfsError::Backend(format!("{what}: {e:#}")),
+        }
     }
 }
 
-/// Inverse of [`record_pin`]; the memory pin store needs the same references back.
-async fn erase_pin(ipfs: &Ipfs, cid: &Cid, refs: Option<&PinRefs>) -> Result<(), rust_ipfs::Error> {
+/// The authoritative status of `cid` from rust-ipfs's pin store (reads pin files on disk).
+async fn store_status(ipfs: &Ipfs, cid: &Cid) -> Result<IpfsPinStatus, IpfsError> {
+    if !ipfs.is_pinned(cid).await.map_err(IpfsError::backend)? {
+        return Ok(IpfsPinStatus::Unpinned);
+    }
+    match ipfs.query_pins(vec![*cid], None).await {
+        Ok(found) => Ok(found
+            .into_iter()
+            .next()
+            .map(|(_, kind)| match kind {
+                PinKind::Direct => IpfsPinStatus::Direct,
+                PinKind::Recursive(_) | PinKind::RecursiveIntention => IpfsPinStatus::Recursive,
+                PinKind::IndirectFrom(_) => IpfsPinStatus::Indirect,
+            })
+            .unwrap_or(IpfsPinStatus::Unpinned)),
+        // rust-ipfs reports "not pinned" as an error; tell it apart from a real failure by
+        // asking again (an unpin may have raced us).
+        Err(e) => {
+            if ipfs.is_pinned(cid).await.map_err(IpfsError::backend)? {
+                Err(IpfsError::backend(e))
+            } else {
+                Ok(IpfsPinStatus::Unpinned)
+            }
+        }
+    }
+}
+
+/// Which of `cids` a recursive pin reaches, from rust-ipfs's in-memory reverse index: asked for
+/// indirect pins only, the flatfs store reads no pin file. Such a query fails as a whole when any
+/// CID is not indirectly pinned, so a failed batch is retried one CID at a time; with that
+/// requirement "not pinned" is the only way a single query fails, so failure means no. Each miss
+/// costs rust-ipfs an `anyhow` error, which captures a backtrace when `RUST_BACKTRACE` or
+/// `RUST_LIB_BACKTRACE` is set: unpinned CIDs are several times slower to answer then.
+async fn indirect_flags(ipfs: &Ipfs, cids: Vec<Cid>) -> Vec<bool> {
+    let count = cids.len();
+    let indirect = Some(rust_ipfs::PinMode::Indirect);
+    if ipfs.query_pins(cids.clone(), indirect).await.is_ok() {
+        return vec![true; count];
+    }
+    if count == 1 {
+        return vec![false];
+    }
+    let mut flags = Vec::with_capacity(count);
+    for cid in cids {
+        flags.push(ipfs.query_pins(vec![cid], indirect).await.is_ok());
+    }
+    flags
+}
+
+/// The index entry a store status amounts to.
+fn root_mode(status: IpfsPinStatus) -> Option<PinMode> {
+    match status {
+        IpfsPinStatus::Recursive => Some(PinMode::Recursive),
+        IpfsPinStatus::Direct => Some(PinMode::Direct),
+        IpfsPinStatus::Indirect | IpfsPinStatus::Unpinned => None,
+    }
+}
+
+/// After a failed store change the store may or may not have changed: re-read it into the index.
+async fn resync(ipfs: &Ipfs, writer: &IndexWriter<'_>, cid: &Cid) {
+    match store_status(ipfs, cid).await {
+        Ok(status) => writer.set(cid, root_mode(status)),
+        Err(e) => writer.distrust(&PinIndexError::StoreRead(format!(
+            "cannot re-read the pin of {cid} after a failed change: {e}"
+        ))),
+    }
+}
+
+/// Writes a pin into rust-ipfs's pin store, and then into the pin index, under the index's writer
+/// lock. The store is used directly, with the references our own walk collected, because
+/// `Ipfs::insert_pin` re-reads every block through a store that cannot load identity-hash blocks.
+async fn record_pin(
+    ipfs: &Ipfs,
+    index: &PinIndex,
+    cid: &Cid,
+    refs: Option<&PinRefs>,
+) -> Result<(), PinWriteError> {
+    let writer = index.writer().await.ok_or(PinWriteError::Closed)?;
     let store = ipfs.repo().data_store();
-    match refs {
+    let (written, mode) = match refs {
+        Some(refs) => (
+            store.insert_recursive_pin(cid, refs_stream(refs)).await,
+            PinMode::Recursive,
+        ),
+        // both stores refuse a direct pin over a recursive one, so success means "direct"
+        None => (store.insert_direct_pin(cid).await, PinMode::Direct),
+    };
+    match written {
+        Ok(()) => {
+            writer.set(cid, Some(mode));
+            Ok(())
+        }
+        Err(e) => {
+            resync(ipfs, &writer, cid).await;
+            Err(PinWriteError::Store(e))
+        }
+    }
+}
+
+/// Inverse of [`record_pin`]; the memory pin store needs the same references back. Removing a
+/// recursive pin removes a direct one too, so either way the CID is no longer a root.
+async fn erase_pin(
+    ipfs: &Ipfs,
+    index: &PinIndex,
+    cid: &Cid,
+    refs: Option<&PinRefs>,
+) -> Result<(), PinWriteError> {
+    let writer = index.writer().await.ok_or(PinWriteError::Closed)?;
+    let store = ipfs.repo().data_store();
+    let erased = match refs {
         Some(refs) => store.remove_recursive_pin(cid, refs_stream(refs)).await,
         None => store.remove_direct_pin(cid).await,
+    };
+    match erased {
+        Ok(()) => {
+            writer.set(cid, None);
+            Ok(())
+        }
+        Err(e) => {
+            resync(ipfs, &writer, cid).await;
+            Err(PinWriteError::Store(e))
+        }
     }
 }
 
 /// Records a pin in a task of its own, so cancellation cannot interrupt a half-written pin; if the
 /// caller goes away before the outcome is known, the pin is rolled back once it lands.
 struct PinCommit {
-    handle: Option<tokio::task::JoinHandle<Result<(), rust_ipfs::Error>>>,
+    handle: Option<tokio::task::JoinHandle<Result<(), PinWriteError>>>,
     ipfs: Ipfs,
+    index: Arc<PinIndex>,
     cid: Cid,
     /// `Some` for a recursive pin.
     refs: Option<PinRefs>,
@@ -506,14 +708,23 @@ struct PinCommit {
 }
 
 impl PinCommit {
-    fn spawn(ipfs: &Ipfs, cid: Cid, refs: Option<PinRefs>, before: IpfsPinStatus) -> Self {
+    fn spawn(
+        ipfs: &Ipfs,
+        index: &Arc<PinIndex>,
+        cid: Cid,
+        refs: Option<PinRefs>,
+        before: IpfsPinStatus,
+    ) -> Self {
         let task_ipfs = ipfs.clone();
+        let task_index = Arc::clone(index);
         let task_refs = refs.clone();
-        let handle =
-            tokio::spawn(async move { record_pin(&task_ipfs, &cid, task_refs.as_ref()).await });
+        let handle = tokio::spawn(async move {
+            record_pin(&task_ipfs, &task_index, &cid, task_refs.as_ref()).await
+        });
         PinCommit {
             handle: Some(handle),
             ipfs: ipfs.clone(),
+            index: Arc::clone(index),
             cid,
             refs,
             before,
@@ -528,7 +739,7 @@ impl PinCommit {
         self.handle = None;
         match joined {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(IpfsError::Backend(format!("cannot record pin: {e:#}"))),
+            Ok(Err(e)) => Err(e.into_ipfs("cannot record pin")),
             Err(e) => Err(IpfsError::Backend(format!("pin commit task failed: {e}"))),
         }
     }
@@ -539,8 +750,13 @@ impl Drop for PinCommit {
         let Some(handle) = self.handle.take() else {
             return;
         };
-        let (ipfs, cid, refs, before) =
-            (self.ipfs.clone(), self.cid, self.refs.take(), self.before);
+        let (ipfs, index, cid, refs, before) = (
+            self.ipfs.clone(),
+            Arc::clone(&self.index),
+            self.cid,
+            self.refs.take(),
+            self.before,
+        );
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
@@ -549,14 +765,14 @@ impl Drop for PinCommit {
                 return;
             }
             debug!(%cid, "pin cancelled while being recorded, rolling it back");
-            if let Err(e) = erase_pin(&ipfs, &cid, refs.as_ref()).await {
+            if let Err(e) = erase_pin(&ipfs, &index, &cid, refs.as_ref()).await {
                 warn!(%cid, error = %e, "cannot roll back cancelled pin");
                 return;
             }
             // removing a recursive pin also drops a direct one that existed before
             if refs.is_some()
                 && before == IpfsPinStatus::Direct
-                && let Err(e) = record_pin(&ipfs, &cid, None).await
+                && let Err(e) = record_pin(&ipfs, &index, &cid, None).await
             {
                 warn!(%cid, error = %e, "cannot restore direct pin after rollback");
             }
@@ -612,7 +828,7 @@ impl IpfsConnector for EmbeddedIpfs {
             let blocks = refs.as_ref().map_or(1, |r| r.len() + 1);
 
             let _gc = self.gc_lock.read().await;
-            let mut commit = PinCommit::spawn(&ipfs, cid, refs, before);
+            let mut commit = PinCommit::spawn(&ipfs, &self.index, cid, refs, before);
             if let Err(e) = commit.wait().await {
                 // a concurrent pin of the same cid may have recorded it first
                 let now = self.status_of(&ipfs, &cid).await?;
@@ -634,36 +850,53 @@ impl IpfsConnector for EmbeddedIpfs {
         .await
     }
 
+    /// Once the removal has started it runs to the end in a task of its own, even if the caller
+    /// goes away, so the pin store and the pin index cannot be left disagreeing.
     async fn unpin(&self, cid: &Cid) -> Result<(), IpfsError> {
         let ipfs = self.node()?;
         let status = self.status_of(&ipfs, cid).await?;
-        let removed = match status {
-            IpfsPinStatus::Recursive => {
-                let refs = Arc::new(self.local_refs(&ipfs, *cid).await?);
-                erase_pin(&ipfs, cid, Some(&refs)).await
-            }
-            IpfsPinStatus::Direct => erase_pin(&ipfs, cid, None).await,
+        let refs = match status {
+            IpfsPinStatus::Recursive => Some(Arc::new(self.local_refs(&ipfs, *cid).await?)),
+            IpfsPinStatus::Direct => None,
             IpfsPinStatus::Indirect | IpfsPinStatus::Unpinned => {
                 debug!(%cid, %status, "nothing to unpin");
                 return Ok(());
             }
         };
+        let removal = {
+            let (ipfs, index, cid) = (ipfs.clone(), Arc::clone(&self.index), *cid);
+            tokio::spawn(async move { erase_pin(&ipfs, &index, &cid, refs.as_ref()).await })
+        };
+        let removed = removal
+            .await
+            .map_err(|e| IpfsError::Backend(format!("unpin task failed: {e}")))?;
         match removed {
             Ok(()) => {
                 info!(%cid, %status, "unpinned");
                 Ok(())
             }
+            Err(PinWriteError::Closed) => Err(IpfsError::Closed),
             Err(e) => match self.status_of(&ipfs, cid).await? {
                 // a concurrent unpin won the race; the outcome is the one asked for
                 IpfsPinStatus::Unpinned | IpfsPinStatus::Indirect => Ok(()),
-                _ => Err(IpfsError::Backend(format!("cannot unpin {cid}: {e:#}"))),
+                _ => Err(IpfsError::Backend(format!("cannot unpin {cid}: {e}"))),
             },
         }
     }
 
     async fn pin_ls_cid(&self, cid: &Cid) -> Result<IpfsPinStatus, IpfsError> {
         let ipfs = self.node()?;
-        self.status_of(&ipfs, cid).await
+        self.statuses(&ipfs, std::slice::from_ref(cid))
+            .await?
+            .pop()
+            .ok_or_else(|| IpfsError::Backend(format!("no status for {cid}")))
+    }
+
+    /// Answered from the pin index: one snapshot read per CID, and a lookup in rust-ipfs's
+    /// in-memory reverse index for CIDs that are not roots; no pin file is read.
+    async fn pin_ls_cids(&self, cids: &[Cid]) -> Result<Vec<IpfsPinStatus>, IpfsError> {
+        let ipfs = self.node()?;
+        self.statuses(&ipfs, cids).await
     }
 
     fn pin_ls(

@@ -7,6 +7,7 @@
 
 mod embedded;
 mod error;
+mod pin_index;
 
 pub mod conformance;
 
@@ -19,6 +20,7 @@ use serde::{Deserialize, Serialize};
 pub use cid::Cid;
 pub use embedded::{EmbeddedConfig, EmbeddedIpfs, IDENTITY_FILE, start_embedded};
 pub use error::IpfsError;
+pub use pin_index::{PIN_INDEX_CLEAN_MARKER, PIN_INDEX_DIR, PinIndexStart};
 /// Re-exported so callers can build an [`EmbeddedConfig`] without depending on libp2p
 /// themselves; these are the very same types libp2p 0.56 exposes.
 pub use rust_ipfs::{Keypair, Multiaddr, PeerId};
@@ -146,6 +148,21 @@ pub trait IpfsConnector: Send + Sync + 'static {
 
     /// Reports how `cid` is pinned.
     async fn pin_ls_cid(&self, cid: &Cid) -> Result<IpfsPinStatus, IpfsError>;
+
+    /// Reports how each of `cids` is pinned, in the order given (duplicates answered each time).
+    ///
+    /// Status listings ask about thousands of CIDs at once; one call per batch lets a backend
+    /// answer them together (the embedded node from its pin index, Kubo's `pin/ls` with many
+    /// `arg`s) instead of paying a round-trip per CID. The default asks [`Self::pin_ls_cid`] once
+    /// per CID, so every backend works unchanged. The batch fails as a whole: on error no status
+    /// is known for any of the CIDs.
+    async fn pin_ls_cids(&self, cids: &[Cid]) -> Result<Vec<IpfsPinStatus>, IpfsError> {
+        let mut statuses = Vec::with_capacity(cids.len());
+        for cid in cids {
+            statuses.push(self.pin_ls_cid(cid).await?);
+        }
+        Ok(statuses)
+    }
 
     /// Streams every pin of the requested kinds. When both are asked, both are listed (the Go
     /// original listed only recursive pins in that case; that quirk is deliberately not kept).

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use cluster_ipfs::conformance::{self, pseudo_random_bytes, unique_seed};
 use cluster_ipfs::{
-    EmbeddedConfig, EmbeddedIpfs, IpfsConnector, IpfsError, IpfsPinStatus, PinMode, start_embedded,
+    Cid, EmbeddedConfig, EmbeddedIpfs, IpfsConnector, IpfsError, IpfsPinStatus,
+    PIN_INDEX_CLEAN_MARKER, PIN_INDEX_DIR, PinIndexStart, PinMode, start_embedded,
 };
 use futures::StreamExt;
 
@@ -315,4 +316,247 @@ async fn gc_spares_blocks_of_a_pin_in_progress() {
         node.shutdown().await.expect("shutdown");
     })
     .await;
+}
+
+async fn pin_now(node: &EmbeddedIpfs, cid: &Cid, mode: PinMode) {
+    let (tx, _rx) = tokio::sync::mpsc::channel(16);
+    node.pin(cid, mode, tx).await.expect("pin");
+}
+
+/// A recursively pinned 300 KiB file (root and first child), a directly pinned raw block, and
+/// a recursive and a direct identity CID.
+struct IndexFixture {
+    rec: Cid,
+    child: Cid,
+    direct: Cid,
+    id_rec: Cid,
+    id_direct: Cid,
+}
+
+impl IndexFixture {
+    async fn pin_on(node: &EmbeddedIpfs) -> Self {
+        let rec = node
+            .add_bytes(pseudo_random_bytes(unique_seed(), 300 * 1024))
+            .await
+            .expect("add");
+        let root_block = node.block_get(&rec).await.expect("root block");
+        let child = conformance::dag_pb_links(&root_block)
+            .expect("dag-pb root")
+            .first()
+            .map(|(_, cid)| *cid)
+            .expect("300 KiB has children");
+        let direct = node
+            .block_put(
+                pseudo_random_bytes(unique_seed(), 100),
+                cluster_ipfs::CODEC_RAW,
+            )
+            .await
+            .expect("block put");
+        let identity = |n: u64| {
+            let digest = cid::multihash::Multihash::<64>::wrap(0x00, &n.to_be_bytes())
+                .expect("8 bytes fit an identity digest");
+            Cid::new_v1(cluster_ipfs::CODEC_RAW, digest)
+        };
+        let (id_rec, id_direct) = (identity(unique_seed()), identity(unique_seed()));
+        pin_now(node, &rec, PinMode::Recursive).await;
+        pin_now(node, &direct, PinMode::Direct).await;
+        pin_now(node, &id_rec, PinMode::Recursive).await;
+        pin_now(node, &id_direct, PinMode::Direct).await;
+        IndexFixture {
+            rec,
+            child,
+            direct,
+            id_rec,
+            id_direct,
+        }
+    }
+
+    /// Checks the batched and the single lookups against the expected statuses.
+    async fn assert_statuses(&self, node: &EmbeddedIpfs, when: &str) {
+        let expected = [
+            (self.rec, IpfsPinStatus::Recursive),
+            (self.child, IpfsPinStatus::Indirect),
+            (self.direct, IpfsPinStatus::Direct),
+            (self.id_rec, IpfsPinStatus::Recursive),
+            (self.id_direct, IpfsPinStatus::Direct),
+        ];
+        let cids: Vec<Cid> = expected.iter().map(|(cid, _)| *cid).collect();
+        let batch = node.pin_ls_cids(&cids).await.expect("batched pin ls");
+        let wanted: Vec<IpfsPinStatus> = expected.iter().map(|(_, status)| *status).collect();
+        assert_eq!(batch, wanted, "{when}: batched statuses");
+        for (cid, status) in expected {
+            assert_eq!(
+                node.pin_ls_cid(&cid).await.expect("pin ls"),
+                status,
+                "{when}: {cid}"
+            );
+        }
+    }
+}
+
+/// After an orderly stop the pin index is marked clean, trusted at the next start (no rebuild),
+/// and answers as before; the marker is gone while the node runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pin_index_survives_orderly_restart() {
+    init_tracing();
+    bounded("pin index restart", async {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let repo = dir.path().join("ipfs");
+        let marker = repo.join(PIN_INDEX_DIR).join(PIN_INDEX_CLEAN_MARKER);
+        let cfg = EmbeddedConfig::loopback().with_repo(&repo);
+
+        let first = EmbeddedIpfs::start(cfg.clone()).await.expect("first start");
+        assert_eq!(
+            first.pin_index_start(),
+            PinIndexStart::Rebuilt { roots: 0 },
+            "a new repo has no marker, so its (empty) index is built"
+        );
+        let pins = IndexFixture::pin_on(&first).await;
+        pins.assert_statuses(&first, "before restart").await;
+        assert!(!marker.exists(), "no clean marker while running");
+        first.stop().await;
+        assert!(marker.is_file(), "an orderly stop marks the index clean");
+        drop(first);
+
+        let second = EmbeddedIpfs::start(cfg.clone())
+            .await
+            .expect("second start");
+        assert_eq!(second.pin_index_start(), PinIndexStart::Clean);
+        assert!(!marker.exists(), "the marker is consumed at start");
+        pins.assert_statuses(&second, "after orderly restart").await;
+
+        // changes made after the restart are persisted by the next orderly stop too
+        second.unpin(&pins.direct).await.expect("unpin");
+        let later = second
+            .block_put(
+                pseudo_random_bytes(unique_seed(), 100),
+                cluster_ipfs::CODEC_RAW,
+            )
+            .await
+            .expect("block put");
+        pin_now(&second, &later, PinMode::Recursive).await;
+        second.stop().await;
+        drop(second);
+
+        let third = EmbeddedIpfs::start(cfg).await.expect("third start");
+        assert_eq!(third.pin_index_start(), PinIndexStart::Clean);
+        assert_eq!(
+            third
+                .pin_ls_cids(&[pins.direct, later, pins.rec])
+                .await
+                .expect("pin ls"),
+            vec![
+                IpfsPinStatus::Unpinned,
+                IpfsPinStatus::Recursive,
+                IpfsPinStatus::Recursive
+            ]
+        );
+        third.stop().await;
+    })
+    .await;
+}
+
+/// Without the clean marker (a node dropped without stop, or the marker deleted) the index is
+/// rebuilt from rust-ipfs's pin store at start, including pins the index never saw.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pin_index_rebuilt_after_unclean_stop() {
+    init_tracing();
+    bounded("pin index rebuild", async {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let repo = dir.path().join("ipfs");
+        let marker = repo.join(PIN_INDEX_DIR).join(PIN_INDEX_CLEAN_MARKER);
+        let cfg = EmbeddedConfig::loopback().with_repo(&repo);
+
+        let first = EmbeddedIpfs::start(cfg.clone()).await.expect("first start");
+        let pins = IndexFixture::pin_on(&first).await;
+        // a pin added and one removed behind the connector's back, straight in rust-ipfs's store
+        let behind = first
+            .block_put(
+                pseudo_random_bytes(unique_seed(), 100),
+                cluster_ipfs::CODEC_RAW,
+            )
+            .await
+            .expect("block put");
+        let ipfs = first.ipfs().expect("rust-ipfs handle");
+        ipfs.insert_pin(behind)
+            .local()
+            .await
+            .expect("direct pin in the store");
+        ipfs.remove_pin(pins.direct)
+            .await
+            .expect("direct unpin in the store");
+        drop(ipfs);
+        // the trusted index does not read pin files, so it cannot see them yet
+        assert_eq!(
+            first
+                .pin_ls_cids(&[behind, pins.direct])
+                .await
+                .expect("pin ls"),
+            vec![IpfsPinStatus::Unpinned, IpfsPinStatus::Direct]
+        );
+
+        // crash: dropped without stop, so no clean marker
+        drop(first);
+        assert!(!marker.exists());
+        let second = EmbeddedIpfs::start(cfg.clone())
+            .await
+            .expect("second start");
+        assert_eq!(
+            second.pin_index_start(),
+            PinIndexStart::Rebuilt { roots: 4 },
+            "rec, id_rec, id_direct and the pin made behind the connector's back"
+        );
+        assert_rebuilt_statuses(&second, &pins, behind).await;
+
+        // an orderly stop whose marker is then lost also leads to a rebuild
+        second.stop().await;
+        drop(second);
+        std::fs::remove_file(&marker).expect("remove marker");
+        let third = EmbeddedIpfs::start(cfg).await.expect("third start");
+        assert_eq!(third.pin_index_start(), PinIndexStart::Rebuilt { roots: 4 });
+        assert_rebuilt_statuses(&third, &pins, behind).await;
+        third.stop().await;
+    })
+    .await;
+}
+
+/// What the rebuilt index must answer: the fixture, minus the direct pin removed behind the
+/// connector's back, plus the one added there.
+async fn assert_rebuilt_statuses(node: &EmbeddedIpfs, pins: &IndexFixture, behind: Cid) {
+    let cids = [
+        pins.rec,
+        pins.child,
+        pins.direct,
+        behind,
+        pins.id_rec,
+        pins.id_direct,
+    ];
+    assert_eq!(
+        node.pin_ls_cids(&cids).await.expect("pin ls"),
+        vec![
+            IpfsPinStatus::Recursive,
+            IpfsPinStatus::Indirect,
+            IpfsPinStatus::Unpinned,
+            IpfsPinStatus::Direct,
+            IpfsPinStatus::Recursive,
+            IpfsPinStatus::Direct,
+        ]
+    );
+    for (cid, status) in cids
+        .iter()
+        .zip(node.pin_ls_cids(&cids).await.expect("pin ls"))
+    {
+        assert_eq!(node.pin_ls_cid(cid).await.expect("pin ls"), status, "{cid}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_memory_node_indexes_pins_in_memory() {
+    let node = EmbeddedIpfs::start(EmbeddedConfig::loopback())
+        .await
+        .expect("start");
+    assert_eq!(node.pin_index_start(), PinIndexStart::Memory);
+    let pins = IndexFixture::pin_on(&node).await;
+    pins.assert_statuses(&node, "in memory").await;
+    node.stop().await;
 }

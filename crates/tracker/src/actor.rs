@@ -32,7 +32,8 @@
 //! * Remote cleanups (unpinning content allocated elsewhere) go through the unpin queue
 //!   instead of running inline in Track, so they are bounded like every other IPFS call.
 //! * StatusAll never loads the IPFS pinset into memory: it walks the state in chunks and asks
-//!   IPFS about each chunk with bounded concurrency.
+//!   IPFS about each chunk in one batched lookup ([`IpfsConnector::pin_ls_cids`]), so a listing
+//!   costs one connector round-trip per chunk instead of one per pin.
 //! * An interrupted connector (restarted mid-call) re-queues the operation instead of
 //!   reporting a pin error.
 
@@ -49,7 +50,6 @@ use cluster_types::{
     format_go_duration, ApiError, Cid, ErrorCode, Pin, PinInfo, PinInfoShort, PinType, Timestamp, TrackerStatus,
     TrackerStatusFilter,
 };
-use futures::StreamExt;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::optracker::{Operation, OperationKind, OperationTracker, Phase, TrackOutcome};
@@ -63,13 +63,11 @@ pub const QUEUE_FULL_MESSAGE: &str = "pin/unpin operation queue is full, try inc
 /// hand-off, small enough to keep memory flat on million-pin states.
 const STATE_CHUNK: usize = 1024;
 
-/// IPFS `pin ls` calls one listing runs at once.
-const LOOKUPS_PER_LISTING: usize = 16;
-
-/// IPFS `pin ls` calls the whole tracker runs at once, across all listings and status requests.
+/// Batched IPFS status lookups the whole tracker runs at once, across all listings, recoveries
+/// and status requests.
 const MAX_CONCURRENT_LOOKUPS: usize = 64;
 
-/// Bound of a single status lookup; the reference's default for "other IPFS calls" (§10).
+/// Bound of a single (batched) status lookup; the reference's default for "other IPFS calls" (§10).
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 
 /// Consecutive connector restarts an operation rides out before it is reported failed.
@@ -475,13 +473,23 @@ impl TrackerCore {
         Some(self.pin_info(op.pin.cid, Some(&op.pin), Some(op), status, String::new()))
     }
 
-    async fn ipfs_status(&self, cid: &Cid) -> Result<IpfsPinStatus, IpfsError> {
+    /// IPFS statuses of `cids`, in order, from one batched call: one connector round-trip per
+    /// chunk is what lets a million-pin listing keep up. The batch succeeds or fails as a whole.
+    async fn ipfs_statuses(&self, cids: &[Cid]) -> Result<Vec<IpfsPinStatus>, IpfsError> {
         // The semaphore is never closed, so acquiring only fails if it were; treat as closed.
         let _permit = self.lookups.acquire().await.map_err(|_| IpfsError::Closed)?;
-        match tokio::time::timeout(LOOKUP_TIMEOUT, self.ipfs.pin_ls_cid(cid)).await {
-            Ok(result) => result,
-            Err(_) => Err(IpfsError::Timeout),
+        let statuses = match tokio::time::timeout(LOOKUP_TIMEOUT, self.ipfs.pin_ls_cids(cids)).await {
+            Ok(result) => result?,
+            Err(_) => return Err(IpfsError::Timeout),
+        };
+        if statuses.len() != cids.len() {
+            return Err(IpfsError::Backend(format!(
+                "ipfs answered {} statuses for {} cids",
+                statuses.len(),
+                cids.len()
+            )));
         }
+        Ok(statuses)
     }
 
     /// One CID's status: a live operation wins, then the state, then IPFS.
@@ -509,23 +517,33 @@ impl TrackerCore {
             pins.iter().map(|pin| shared.ops.get(&pin.cid).filter(|op| op.status().is_some()).cloned()).collect()
         };
         let self_peer = self.cfg.self_peer.as_str();
-        // Indices rather than borrowed items: closures over borrowed items are generic over
-        // their lifetime, which defeats the `Send` proof of the spawned listing task.
-        let wanted: Vec<Option<Cid>> = pins
+        let needed: Vec<bool> = pins
             .iter()
             .zip(&ops)
-            .map(|(pin, op)| (lookup && needs_ipfs_lookup(op.as_ref(), Some(pin), self_peer)).then_some(pin.cid))
+            .map(|(pin, op)| lookup && needs_ipfs_lookup(op.as_ref(), Some(pin), self_peer))
             .collect();
-        let lookups: Vec<Option<Result<IpfsPinStatus, IpfsError>>> = futures::stream::iter(wanted)
-            .map(|cid_opt| async move {
-                match cid_opt {
-                    Some(cid) => Some(self.ipfs_status(&cid).await),
-                    None => None,
-                }
+        let wanted: Vec<Cid> = pins.iter().zip(&needed).filter(|(_, needed)| **needed).map(|(pin, _)| pin.cid).collect();
+        // One batch for the whole chunk. If it fails, every pin it covered is a cluster_error
+        // carrying the message, as a failed single lookup would have made it.
+        let mut answers = if wanted.is_empty() {
+            Ok(Vec::new().into_iter())
+        } else {
+            self.ipfs_statuses(&wanted).await.map(Vec::into_iter).map_err(|error| {
+                tracing::warn!(cids = wanted.len(), %error, "ipfs status lookup failed for a chunk");
+                error
             })
-            .buffered(LOOKUPS_PER_LISTING)
-            .collect()
-            .await;
+        };
+        let lookups: Vec<Option<Result<IpfsPinStatus, IpfsError>>> = needed
+            .iter()
+            .map(|needed| {
+                needed.then(|| match &mut answers {
+                    Ok(statuses) => statuses
+                        .next()
+                        .ok_or_else(|| IpfsError::Backend("ipfs answered fewer statuses than asked".into())),
+                    Err(error) => Err(error.clone()),
+                })
+            })
+            .collect();
         let mut infos = Vec::with_capacity(pins.len());
         for ((pin, op), lookup_result) in pins.iter().zip(&ops).zip(lookups) {
             let info = match (lookup_result, op) {

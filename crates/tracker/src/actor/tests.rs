@@ -44,6 +44,10 @@ struct FakeIpfs {
     pin_starts: Mutex<Vec<Cid>>,
     pin_calls: AtomicUsize,
     pin_ls_calls: AtomicUsize,
+    /// Batched lookups (`pin_ls_cids` calls); each also counts its CIDs in `pin_ls_calls`.
+    pin_ls_batches: AtomicUsize,
+    /// When set, every batched lookup fails with this error.
+    lookup_failure: Mutex<Option<IpfsError>>,
     unpin_calls: AtomicUsize,
 }
 
@@ -136,6 +140,18 @@ impl IpfsConnector for FakeIpfs {
     async fn pin_ls_cid(&self, cid: &Cid) -> Result<IpfsPinStatus, IpfsError> {
         self.pin_ls_calls.fetch_add(1, Ordering::SeqCst);
         Ok(lock(&self.pinned).get(cid).copied().unwrap_or(IpfsPinStatus::Unpinned))
+    }
+
+    async fn pin_ls_cids(&self, cids: &[Cid]) -> Result<Vec<IpfsPinStatus>, IpfsError> {
+        self.pin_ls_batches.fetch_add(1, Ordering::SeqCst);
+        if let Some(error) = lock(&self.lookup_failure).clone() {
+            return Err(error);
+        }
+        let mut statuses = Vec::with_capacity(cids.len());
+        for cid in cids {
+            statuses.push(self.pin_ls_cid(cid).await?);
+        }
+        Ok(statuses)
     }
 
     fn pin_ls(&self, _recursive: bool, _direct: bool) -> BoxStream<'static, Result<(Cid, IpfsPinStatus), IpfsError>> {
@@ -662,5 +678,60 @@ async fn startup_walks_a_large_state_in_chunks() {
     let pinned = harness.status_all("pinned").await;
     assert_eq!(pinned.len(), 1250);
     assert_eq!(harness.ipfs.pin_calls.load(Ordering::SeqCst), 1250, "each local pin pinned once");
+    harness.assert_never_restarted();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listing_asks_ipfs_once_per_chunk() {
+    let state = MemState::new();
+    let ops: Vec<StateOp> = (0..2500).map(|n| StateOp::Put(old_pin_here(n))).collect();
+    state.apply(&ops).expect("memory state accepts writes");
+    let ipfs = FakeIpfs::with_delay(Duration::ZERO);
+    for n in 0..2500 {
+        lock(&ipfs.pinned).insert(cid(n), IpfsPinStatus::Recursive);
+    }
+    let harness = Harness::start_with_state(config(), ipfs, state).await;
+    assert_eq!(harness.ipfs.pin_calls.load(Ordering::SeqCst), 0, "everything was pinned already");
+
+    let batches_before = harness.ipfs.pin_ls_batches.load(Ordering::SeqCst);
+    let calls_before = harness.ipfs.pin_ls_calls.load(Ordering::SeqCst);
+    let pinned = harness.status_all("pinned").await;
+    assert_eq!(pinned.len(), 2500);
+    assert_eq!(
+        harness.ipfs.pin_ls_batches.load(Ordering::SeqCst) - batches_before,
+        3,
+        "2500 pins in chunks of 1024 make three batched lookups"
+    );
+    assert_eq!(harness.ipfs.pin_ls_calls.load(Ordering::SeqCst) - calls_before, 2500);
+    harness.assert_never_restarted();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_batch_lookup_makes_its_pins_cluster_errors() {
+    let harness = Harness::start(config(), FakeIpfs::with_delay(Duration::ZERO)).await;
+    let pins: Vec<Pin> = (0..3).map(pin_here).collect();
+    for pin in &pins {
+        harness.add(pin).await;
+    }
+    for pin in &pins {
+        harness.wait_status(pin.cid, TrackerStatus::Pinned).await;
+    }
+    let remote = pin_elsewhere(10);
+    harness.add(&remote).await;
+    harness.wait_status(remote.cid, TrackerStatus::Remote).await;
+
+    *lock(&harness.ipfs.lookup_failure) = Some(IpfsError::Backend("ipfs is down".into()));
+    let listed = harness.status_all("").await;
+    let by_cid: HashMap<Cid, &PinInfo> = listed.iter().map(|info| (info.cid, info)).collect();
+    for pin in &pins {
+        let info = by_cid.get(&pin.cid).expect("listed");
+        assert_eq!(info.info.status, TrackerStatus::ClusterError);
+        assert!(info.info.error.contains("ipfs is down"), "{}", info.info.error);
+    }
+    assert_eq!(by_cid.get(&remote.cid).map(|info| info.info.status), Some(TrackerStatus::Remote), "no lookup needed");
+    assert_eq!(harness.status(pins[0].cid).await.info.status, TrackerStatus::ClusterError);
+
+    *lock(&harness.ipfs.lookup_failure) = None;
+    assert!(statuses(&harness.status_all("").await).values().all(|s| matches!(s, TrackerStatus::Pinned | TrackerStatus::Remote)));
     harness.assert_never_restarted();
 }
