@@ -104,18 +104,16 @@ impl Peer {
         self.child = Some(child);
         let url = format!("http://127.0.0.1:{}/health", self.rest_port);
         let ok = wait_until(Duration::from_secs(60), || {
-            if let Some(c) = self.child.as_mut() {
-                if let Ok(Some(_)) = c.try_wait() {
+            if let Some(c) = self.child.as_mut()
+                && let Ok(Some(_)) = c.try_wait() {
                     return true; // exited: reported below
                 }
-            }
             http_status("GET", &url) == Some(204)
         });
-        if let Some(c) = self.child.as_mut() {
-            if let Ok(Some(st)) = c.try_wait() {
+        if let Some(c) = self.child.as_mut()
+            && let Ok(Some(st)) = c.try_wait() {
                 bail!("daemon exited with {st}: {}", self.log());
             }
-        }
         if !ok {
             bail!("daemon did not become ready: {}", self.log());
         }

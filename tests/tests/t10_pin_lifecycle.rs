@@ -16,7 +16,7 @@ fn t10_pin_status_unpin_with_ctl() {
     // Content fetched from another IPFS node over bitswap.
     ok_stdout(&peer.ctl(&["pin", "add", "--no-status", &cid]));
     assert!(
-        wait_all_status(&peer, &[cid.clone()], "pinned", Duration::from_secs(60)).is_empty(),
+        wait_all_status(&peer, std::slice::from_ref(&cid), "pinned", Duration::from_secs(60)).is_empty(),
         "{cid} not pinned: {}",
         peer.log()
     );
@@ -45,7 +45,7 @@ fn t10_pin_status_unpin_with_ctl() {
 
     // Unpin.
     ok_stdout(&peer.ctl(&["pin", "rm", "--no-status", &cid]));
-    assert!(wait_all_status(&peer, &[cid.clone()], "unpinned", Duration::from_secs(30)).is_empty());
+    assert!(wait_all_status(&peer, std::slice::from_ref(&cid), "unpinned", Duration::from_secs(30)).is_empty());
     let out = peer.ctl(&["pin", "ls", &cid]);
     assert!(!out.status.success(), "an unpinned CID is not in the pinset");
 

@@ -286,11 +286,10 @@ impl Cluster {
 
     /// Pins `cid` with `opts` (§5.3): validates, allocates and commits; returns the committed pin.
     pub async fn pin(&self, cid: Cid, opts: PinOptions) -> Result<Pin, ApiError> {
-        if let Some(from) = opts.pin_update {
-            if from != cid {
+        if let Some(from) = opts.pin_update
+            && from != cid {
                 return self.pin_update(from, cid, opts).await;
             }
-        }
         let existing = self.state_get(&cid)?;
         let mut pin = Pin::with_options(cid, opts);
         self.prepare(&mut pin, existing.as_ref())?;

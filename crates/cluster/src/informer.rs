@@ -120,12 +120,11 @@ impl InformerActor {
                 out.push(self.metric(&format!("tag:{k}"), v.clone(), 0, *ttl, true, true));
             }
         }
-        if let Some((ttl, bucket)) = s.pinqueue {
-            if let Ok(Some(n)) = tokio::time::timeout(INFORMER_CALL_TIMEOUT, (self.queue_size)()).await {
+        if let Some((ttl, bucket)) = s.pinqueue
+            && let Ok(Some(n)) = tokio::time::timeout(INFORMER_CALL_TIMEOUT, (self.queue_size)()).await {
                 let weight = -((n / bucket.max(1)) as i64);
                 out.push(self.metric("pinqueue", n.to_string(), weight, ttl, true, false));
             }
-        }
         out
     }
 

@@ -64,11 +64,10 @@ pub fn pin_options_from_query<'a>(
             }
         }
     }
-    if let Some(t) = o.expire_at.0 {
-        if t <= chrono::Utc::now() {
+    if let Some(t) = o.expire_at.0
+        && t <= chrono::Utc::now() {
             return Err(ApiError::bad_request("expire-at is in the past"));
         }
-    }
     Ok(o)
 }
 
@@ -123,14 +122,16 @@ mod tests {
 
     #[test]
     fn roundtrip() {
-        let mut o = PinOptions::default();
-        o.name = "x".into();
-        o.mode = PinMode::Direct;
-        o.replication_factor_min = 1;
-        o.replication_factor_max = 2;
-        o.metadata.insert("kind".into(), "text".into());
-        o.user_allocations = vec!["A".into()];
-        o.expire_at = Timestamp::parse("2999-01-01T00:00:00Z").unwrap();
+        let o = PinOptions {
+            name: "x".into(),
+            mode: PinMode::Direct,
+            replication_factor_min: 1,
+            replication_factor_max: 2,
+            metadata: BTreeMap::from([("kind".to_string(), "text".to_string())]),
+            user_allocations: vec!["A".into()],
+            expire_at: Timestamp::parse("2999-01-01T00:00:00Z").unwrap(),
+            ..PinOptions::default()
+        };
         let q = pin_options_to_query(&o);
         let back = pin_options_from_query(q.iter().map(|(k, v)| (k.as_str(), v.as_str()))).unwrap();
         assert_eq!(back, o);
