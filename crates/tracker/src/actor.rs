@@ -47,14 +47,14 @@ use cluster_ipfs::{IpfsConnector, IpfsError, IpfsPinStatus};
 use cluster_observe::{Metrics, QueueLabels, StatusLabels};
 use cluster_state::{StateError, StateStore};
 use cluster_types::{
-    format_go_duration, ApiError, Cid, ErrorCode, Pin, PinInfo, PinInfoShort, PinType, Timestamp, TrackerStatus,
-    TrackerStatusFilter,
+    format_go_duration, ApiError, Cid, ErrorCode, Pin, PinInfo, PinInfoShort, PinMode, PinType, Timestamp,
+    TrackerStatus, TrackerStatusFilter,
 };
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::optracker::{Operation, OperationKind, OperationTracker, Phase, TrackOutcome};
 use crate::queue::{Job, Lane, OpQueues};
-use crate::status::{derive_status, ipfs_mode, is_priority, needs_ipfs_lookup};
+use crate::status::{connector_mode, derive_status, is_priority, needs_ipfs_lookup};
 
 /// The error stored on an operation that found its queue full; operators grep for it.
 pub const QUEUE_FULL_MESSAGE: &str = "pin/unpin operation queue is full, try increasing max_pin_queue_size";
@@ -257,7 +257,7 @@ struct StartedJob {
     cid: Cid,
     generation: u64,
     kind: OperationKind,
-    pin: Pin,
+    mode: PinMode,
     connector_restarts: u32,
 }
 
@@ -286,7 +286,7 @@ impl TrackerCore {
     }
 
     /// Records the request and queues a job for it; the caller holds the lock.
-    fn enqueue_locked(&self, shared: &mut Shared, kind: OperationKind, pin: Pin) -> TrackOutcome {
+    fn enqueue_locked(&self, shared: &mut Shared, kind: OperationKind, pin: &Pin) -> TrackOutcome {
         let cid = pin.cid;
         let outcome = shared.ops.track(kind, pin, Timestamp::now(), |pin, attempts| self.priority_of(pin, attempts));
         let TrackOutcome::Enqueue { generation, cancelled_generation, .. } = outcome else {
@@ -312,7 +312,7 @@ impl TrackerCore {
     fn enqueue(&self, kind: OperationKind, pin: Pin) {
         {
             let mut shared = self.lock();
-            self.enqueue_locked(&mut shared, kind, pin);
+            self.enqueue_locked(&mut shared, kind, &pin);
         }
         self.refresh_metrics();
     }
@@ -341,16 +341,16 @@ impl TrackerCore {
             let mut shared = self.lock();
             let op = shared.ops.start(&job.cid, job.generation, Timestamp::now())?;
             let kind = op.kind;
-            let pin = op.pin.clone();
+            let mode = op.mode;
             let connector_restarts = op.connector_restarts;
-            if kind == OperationKind::Pin && pin.is_expired(chrono::Utc::now()) {
+            if kind == OperationKind::Pin && op.is_expired(chrono::Utc::now()) {
                 tracing::debug!(cid = %job.cid, "pin expired while queued, dropping it");
                 shared.ops.finish(&job.cid, job.generation);
                 None
             } else {
                 let (cancel, cancelled) = oneshot::channel();
                 shared.cancels.insert(job.generation, cancel);
-                let started = StartedJob { cid: job.cid, generation: job.generation, kind, pin, connector_restarts };
+                let started = StartedJob { cid: job.cid, generation: job.generation, kind, mode, connector_restarts };
                 Some((started, cancelled))
             }
         };
@@ -467,10 +467,30 @@ impl TrackerCore {
         }
     }
 
-    /// Status straight from a live operation, without touching the state or IPFS.
-    fn info_from_op(&self, op: &Operation) -> Option<PinInfo> {
+    /// Status straight from a live operation, without asking IPFS. The operation keeps no copy
+    /// of the pin: name, allocations, origins, creation time and metadata come from
+    /// `state_pin`, the pin as the shared state has it (`None` for an unpin whose pin is gone,
+    /// which leaves those fields empty).
+    fn info_from_op(&self, cid: Cid, op: &Operation, state_pin: Option<&Pin>) -> Option<PinInfo> {
         let status = op.status()?;
-        Some(self.pin_info(op.pin.cid, Some(&op.pin), Some(op), status, String::new()))
+        Some(self.pin_info(cid, state_pin, Some(op), status, String::new()))
+    }
+
+    /// The status of `cid` if a live operation decides it, with the pin's details read from
+    /// the state (one point read, and only when there is such an operation).
+    fn live_info(&self, cid: &Cid) -> Option<PinInfo> {
+        let op = self.live_op(cid)?;
+        let state_pin = self.read_state_pin(cid);
+        self.info_from_op(*cid, &op, state_pin.as_ref())
+    }
+
+    /// The state's pin of `cid` for decorating an operation's status; a failed read only
+    /// costs the decoration, so it is logged and treated as absent.
+    fn read_state_pin(&self, cid: &Cid) -> Option<Pin> {
+        self.state.get(cid).unwrap_or_else(|error| {
+            tracing::debug!(%cid, %error, "state read failed, reporting the operation without pin details");
+            None
+        })
     }
 
     /// IPFS statuses of `cids`, in order, from one batched call: one connector round-trip per
@@ -494,16 +514,19 @@ impl TrackerCore {
 
     /// One CID's status: a live operation wins, then the state, then IPFS.
     async fn status(&self, cid: Cid) -> PinInfo {
-        if let Some(info) = self.live_op(&cid).as_ref().and_then(|op| self.info_from_op(op)) {
-            return info;
-        }
+        let op = self.live_op(&cid);
         let state_pin = match self.state.get(&cid) {
             Ok(state_pin) => state_pin,
+            // A live operation still answers, only without the pin's details.
+            Err(_) if op.is_some() => None,
             Err(error) => {
                 let error = TrackerError::from(error).to_string();
                 return self.pin_info(cid, None, None, TrackerStatus::ClusterError, error);
             }
         };
+        if let Some(info) = op.as_ref().and_then(|op| self.info_from_op(cid, op, state_pin.as_ref())) {
+            return info;
+        }
         let mut infos = self.derive_chunk(state_pin.into_iter().collect(), true).await;
         infos.pop().unwrap_or_else(|| self.pin_info(cid, None, None, TrackerStatus::Unpinned, String::new()))
     }
@@ -555,7 +578,7 @@ impl TrackerCore {
                     let status = derive_status(None, Some(pin), Some(ipfs_status), self_peer);
                     self.pin_info(pin.cid, Some(pin), None, status, String::new())
                 }
-                (None, Some(op)) => match self.info_from_op(op) {
+                (None, Some(op)) => match self.info_from_op(pin.cid, op, Some(pin)) {
                     Some(info) => info,
                     None => continue,
                 },
@@ -604,7 +627,7 @@ impl TrackerCore {
 
     async fn status_all(self: Arc<Self>, filter: TrackerStatusFilter, out: mpsc::Sender<Result<PinInfo, ApiError>>) {
         if filter.only_operation_states() {
-            self.stream_operations(out, |op| op.status().is_some_and(|status| filter.matches(status))).await;
+            self.stream_operations(out, |_, op| op.status().is_some_and(|status| filter.matches(status))).await;
             return;
         }
         let lookup = [TrackerStatus::Pinned, TrackerStatus::UnexpectedlyUnpinned, TrackerStatus::ClusterError]
@@ -628,31 +651,32 @@ impl TrackerCore {
         }
         // CIDs being unpinned have left the state, so the walk above did not see them.
         let state = Arc::clone(&self.state);
-        self.stream_operations(out, move |op| {
+        self.stream_operations(out, move |cid, op| {
             op.kind == OperationKind::Unpin
                 && op.status().is_some_and(|status| filter.matches(status))
-                && !state.has(&op.pin.cid).unwrap_or(false)
+                && !state.has(cid).unwrap_or(false)
         })
         .await;
     }
 
     /// Streams the operations passing `wanted`, a chunk at a time, never holding the lock
-    /// while sending.
+    /// while sending. Each streamed operation costs one state point read for the pin's details.
     async fn stream_operations(
         &self,
         out: mpsc::Sender<Result<PinInfo, ApiError>>,
-        wanted: impl Fn(&Operation) -> bool,
+        wanted: impl Fn(&Cid, &Operation) -> bool,
     ) {
         let mut cursor: Option<Cid> = None;
         loop {
-            let scanned: Vec<Operation> = {
+            let scanned: Vec<(Cid, Operation)> = {
                 let shared = self.lock();
-                shared.ops.after(cursor.as_ref()).take(STATE_CHUNK).cloned().collect()
+                shared.ops.after(cursor.as_ref()).take(STATE_CHUNK).map(|(cid, op)| (*cid, op.clone())).collect()
             };
-            let Some(last) = scanned.last() else { return };
-            cursor = Some(last.pin.cid);
-            for op in scanned.iter().filter(|op| wanted(op)) {
-                let Some(info) = self.info_from_op(op) else { continue };
+            let Some((last, _)) = scanned.last() else { return };
+            cursor = Some(*last);
+            for (cid, op) in scanned.iter().filter(|(cid, op)| wanted(cid, op)) {
+                let state_pin = self.read_state_pin(cid);
+                let Some(info) = self.info_from_op(*cid, op, state_pin.as_ref()) else { continue };
                 if out.send(Ok(info)).await.is_err() {
                     return;
                 }
@@ -683,8 +707,8 @@ impl TrackerCore {
         if !wanted_here {
             return None;
         }
-        self.enqueue_locked(&mut shared, OperationKind::Pin, pin);
-        let info = shared.ops.get(&cid).and_then(|op| self.info_from_op(op));
+        self.enqueue_locked(&mut shared, OperationKind::Pin, &pin);
+        let info = shared.ops.get(&cid).and_then(|op| self.info_from_op(cid, op, Some(&pin)));
         drop(shared);
         self.refresh_metrics();
         info
@@ -693,13 +717,16 @@ impl TrackerCore {
     /// Re-queues a failed unpin unless the CID is back in the state.
     fn requeue_unpin(&self, cid: Cid) -> Option<PinInfo> {
         let mut shared = self.lock();
-        let pin = shared.ops.get(&cid).filter(|op| op.status() == Some(TrackerStatus::UnpinError))?.pin.clone();
+        let mode = shared.ops.get(&cid).filter(|op| op.status() == Some(TrackerStatus::UnpinError))?.mode;
         // Back in the state means a Track is on its way and will replace the operation.
         if self.state.has(&cid).unwrap_or(true) {
             return None;
         }
-        self.enqueue_locked(&mut shared, OperationKind::Unpin, pin);
-        let info = shared.ops.get(&cid).and_then(|op| self.info_from_op(op));
+        // The pin left the state, so all an unpin can know of it is its CID and mode.
+        let mut pin = Pin::new(cid);
+        pin.max_depth = mode.max_depth();
+        self.enqueue_locked(&mut shared, OperationKind::Unpin, &pin);
+        let info = shared.ops.get(&cid).and_then(|op| self.info_from_op(cid, op, None));
         drop(shared);
         self.refresh_metrics();
         info
@@ -746,13 +773,13 @@ impl TrackerCore {
         loop {
             let failed_unpins: Vec<Cid> = {
                 let shared = self.lock();
-                let scanned: Vec<&Operation> = shared.ops.after(cursor.as_ref()).take(STATE_CHUNK).collect();
-                let Some(last) = scanned.last() else { break };
-                cursor = Some(last.pin.cid);
+                let scanned: Vec<(&Cid, &Operation)> = shared.ops.after(cursor.as_ref()).take(STATE_CHUNK).collect();
+                let Some((last, _)) = scanned.last() else { break };
+                cursor = Some(**last);
                 scanned
                     .iter()
-                    .filter(|op| op.status() == Some(TrackerStatus::UnpinError))
-                    .map(|op| op.pin.cid)
+                    .filter(|(_, op)| op.status() == Some(TrackerStatus::UnpinError))
+                    .map(|(cid, _)| **cid)
                     .collect()
             };
             for cid in failed_unpins {
@@ -855,8 +882,8 @@ async fn execute(core: &TrackerCore, job: &StartedJob, liveness: &WorkGuard) -> 
     let cid = job.cid;
     match job.kind {
         OperationKind::Pin => {
-            tracing::debug!(%cid, mode = %ipfs_mode(&job.pin), "pinning");
-            match pin_with_watchdog(core.ipfs.as_ref(), &cid, &job.pin, core.cfg.pin_timeout, liveness).await {
+            tracing::debug!(%cid, mode = %job.mode, "pinning");
+            match pin_with_watchdog(core.ipfs.as_ref(), &cid, job.mode, core.cfg.pin_timeout, liveness).await {
                 Ok(()) => OpOutcome::Succeeded,
                 Err(PinFailure::Ipfs(IpfsError::Closed)) => OpOutcome::ConnectorRestarted,
                 Err(PinFailure::Ipfs(error)) => OpOutcome::Failed(error.to_string()),
@@ -906,12 +933,12 @@ async fn bounded_unpin(
 async fn pin_with_watchdog(
     ipfs: &dyn IpfsConnector,
     cid: &Cid,
-    pin: &Pin,
+    mode: PinMode,
     pin_timeout: Duration,
     liveness: &WorkGuard,
 ) -> Result<(), PinFailure> {
     let (progress_tx, mut progress_rx) = mpsc::channel::<u64>(16);
-    let pinning = ipfs.pin(cid, ipfs_mode(pin), progress_tx);
+    let pinning = ipfs.pin(cid, connector_mode(mode), progress_tx);
     tokio::pin!(pinning);
     let silence = tokio::time::sleep(pin_timeout);
     tokio::pin!(silence);
@@ -1003,7 +1030,8 @@ impl Actor for PinTrackerActor {
             TrackerMsg::Status { cid, reply } => {
                 // Answer from the operation when possible; anything needing IO runs beside
                 // the mailbox loop so one slow IPFS call never delays other requests.
-                if let Some(info) = self.core.live_op(&cid).as_ref().and_then(|op| self.core.info_from_op(op)) {
+                // That takes one state point read for the pin's details, cheap enough here.
+                if let Some(info) = self.core.live_info(&cid) {
                     let _ = reply.send(info);
                 } else {
                     let core = Arc::clone(&self.core);

@@ -5,12 +5,23 @@
 //! The actor owns one tracker per instance; workers learn whether the job they popped from a
 //! queue is still wanted by comparing its [`Operation::generation`], so cancelling a queued
 //! operation is just replacing it.
+//!
+//! # What an operation holds
+//!
+//! Up to a million operations can be queued at once, so an [`Operation`] keeps only what the
+//! workers and the replacement rules need: kind, phase, generation, counters, the priority
+//! flag, the last error, a timestamp, and the two facts a worker needs about the pin (its
+//! [`PinMode`] and its expiry). It does not keep a copy of the [`Pin`]: the map key is the
+//! only CID stored, and a status answer re-reads the pin's name, allocations, origins,
+//! creation time and metadata from the shared state when it is built. For an unpin (the pin
+//! already left the state) those fields are therefore empty; the CID, status, error and
+//! counters are still reported.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use cluster_types::{Cid, Pin, Timestamp, TrackerStatus};
+use cluster_types::{Cid, Pin, PinMode, Timestamp, TrackerStatus};
 
 /// Generations are unique across every tracker in the process, so a completion report sent by
 /// a worker of a killed instance can never be mistaken for one of its successor's operations.
@@ -90,7 +101,8 @@ impl Phase {
     }
 }
 
-/// One pending, running or failed IPFS operation.
+/// One pending, running or failed IPFS operation. Its CID is the tracker's key; everything
+/// else about the pin lives in the shared state (see the module docs).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Operation {
     /// Pin, unpin or remote cleanup.
@@ -111,8 +123,11 @@ pub struct Operation {
     pub error: String,
     /// When the operation last changed phase.
     pub timestamp: Timestamp,
-    /// The pin as last requested; refreshed when the same operation is requested again.
-    pub pin: Pin,
+    /// How the pin is to be stored in IPFS, as last requested.
+    pub mode: PinMode,
+    /// When the pin expires (unset for never), as last requested; a worker drops a pin
+    /// operation whose pin expired while it was queued.
+    pub expire_at: Timestamp,
 }
 
 impl Operation {
@@ -132,6 +147,11 @@ impl Operation {
             (OperationKind::Remote, _) => TrackerStatus::Remote,
         };
         Some(status)
+    }
+
+    /// True when the pin expiry recorded with the operation is in the past.
+    pub fn is_expired(&self, now: chrono::DateTime<chrono::Utc>) -> bool {
+        matches!(self.expire_at.0, Some(at) if at <= now)
     }
 
     /// True while a worker still has to (or currently does) act on the operation.
@@ -154,7 +174,8 @@ pub enum TrackOutcome {
         /// worker is running it, the caller should interrupt it.
         cancelled_generation: Option<u64>,
     },
-    /// The same kind of operation is already queued or running; only its pin was refreshed.
+    /// The same kind of operation is already queued or running; only its pin's mode and
+    /// expiry were refreshed.
     AlreadyQueued,
 }
 
@@ -234,15 +255,16 @@ impl OperationTracker {
     /// * nothing tracked, or an errored/done operation of another kind → a fresh operation;
     /// * an errored/done operation of the same kind → replaced, inheriting its attempt count
     ///   (so repeated failures eventually lose priority);
-    /// * an ongoing operation of the same kind → only its pin is refreshed;
+    /// * an ongoing operation of the same kind → only its pin's mode and expiry are refreshed;
     /// * an ongoing operation of another kind → replaced, and its generation returned so a
     ///   running worker can be interrupted.
     ///
     /// `priority_of` gets the pin and the inherited attempt count and decides the queue.
+    /// Only the CID, mode and expiry of `pin` are kept (see the module docs).
     pub fn track(
         &mut self,
         kind: OperationKind,
-        pin: Pin,
+        pin: &Pin,
         now: Timestamp,
         priority_of: impl FnOnce(&Pin, u32) -> bool,
     ) -> TrackOutcome {
@@ -252,7 +274,8 @@ impl OperationTracker {
         if let Some(existing) = self.operations.get_mut(&cid) {
             if existing.kind == kind {
                 if existing.is_ongoing() {
-                    existing.pin = pin;
+                    existing.mode = pin.mode();
+                    existing.expire_at = pin.options.expire_at;
                     return TrackOutcome::AlreadyQueued;
                 }
                 inherited_attempts = existing.attempt_count;
@@ -263,7 +286,7 @@ impl OperationTracker {
         if let Some(replaced) = self.operations.remove(&cid) {
             self.counts.sub(&replaced);
         }
-        let priority = kind == OperationKind::Pin && priority_of(&pin, inherited_attempts);
+        let priority = kind == OperationKind::Pin && priority_of(pin, inherited_attempts);
         let generation = next_generation();
         let operation = Operation {
             kind,
@@ -274,7 +297,8 @@ impl OperationTracker {
             priority,
             error: String::new(),
             timestamp: now,
-            pin,
+            mode: pin.mode(),
+            expire_at: pin.options.expire_at,
         };
         self.counts.add(&operation);
         self.operations.insert(cid, operation);
@@ -378,21 +402,21 @@ impl OperationTracker {
         self.operations.is_empty()
     }
 
-    /// Every operation in CID order.
-    pub fn iter(&self) -> impl Iterator<Item = &Operation> {
-        self.operations.values()
+    /// Every operation with its CID, in CID order.
+    pub fn iter(&self) -> impl Iterator<Item = (&Cid, &Operation)> {
+        self.operations.iter()
     }
 
     /// Operations whose CID sorts after `after` (all of them for `None`), in CID order.
     ///
     /// Lets a listing take a bounded chunk, release the lock, send it, and resume where it
     /// stopped, even if operations were added or removed meanwhile.
-    pub fn after(&self, after: Option<&Cid>) -> impl Iterator<Item = &Operation> {
+    pub fn after(&self, after: Option<&Cid>) -> impl Iterator<Item = (&Cid, &Operation)> {
         let lower = match after {
             Some(cid) => Bound::Excluded(*cid),
             None => Bound::Unbounded,
         };
-        self.operations.range((lower, Bound::Unbounded)).map(|(_, op)| op)
+        self.operations.range((lower, Bound::Unbounded))
     }
 }
 
@@ -425,31 +449,33 @@ mod tests {
     }
 
     #[test]
-    fn ongoing_same_kind_only_refreshes_the_pin() {
+    fn ongoing_same_kind_only_refreshes_mode_and_expiry() {
         let mut tracker = OperationTracker::new();
-        let first = enqueue_generation(tracker.track(OperationKind::Pin, pin(1), now(), never_priority));
-        let mut renamed = pin(1);
-        renamed.options.name = "renamed".into();
-        assert_eq!(tracker.track(OperationKind::Pin, renamed, now(), never_priority), TrackOutcome::AlreadyQueued);
+        let first = enqueue_generation(tracker.track(OperationKind::Pin, &pin(1), now(), never_priority));
+        let mut changed = pin(1);
+        changed.max_depth = PinMode::Direct.max_depth();
+        changed.options.expire_at = Timestamp(Some(chrono::Utc::now() - chrono::Duration::hours(1)));
+        assert_eq!(tracker.track(OperationKind::Pin, &changed, now(), never_priority), TrackOutcome::AlreadyQueued);
         let op = tracker.get(&cid(1)).expect("tracked");
         assert_eq!(op.generation, first);
-        assert_eq!(op.pin.options.name, "renamed");
+        assert_eq!(op.mode, PinMode::Direct);
+        assert!(op.is_expired(chrono::Utc::now()));
 
         tracker.start(&cid(1), first, now()).expect("job is current");
-        assert_eq!(tracker.track(OperationKind::Pin, pin(1), now(), never_priority), TrackOutcome::AlreadyQueued);
+        assert_eq!(tracker.track(OperationKind::Pin, &pin(1), now(), never_priority), TrackOutcome::AlreadyQueued);
         assert_eq!(tracker.get(&cid(1)).map(|op| op.phase), Some(Phase::InProgress));
     }
 
     #[test]
     fn errored_same_kind_is_replaced_and_inherits_attempts() {
         let mut tracker = OperationTracker::new();
-        let first = enqueue_generation(tracker.track(OperationKind::Pin, pin(1), now(), never_priority));
+        let first = enqueue_generation(tracker.track(OperationKind::Pin, &pin(1), now(), never_priority));
         tracker.start(&cid(1), first, now()).expect("current");
         assert!(tracker.fail(&cid(1), first, "boom".into(), true, now()));
         assert_eq!(tracker.get(&cid(1)).map(|op| op.status()), Some(Some(TrackerStatus::PinError)));
 
         let mut seen_attempts = None;
-        let outcome = tracker.track(OperationKind::Pin, pin(1), now(), |_, attempts| {
+        let outcome = tracker.track(OperationKind::Pin, &pin(1), now(), |_, attempts| {
             seen_attempts = Some(attempts);
             true
         });
@@ -467,9 +493,9 @@ mod tests {
     #[test]
     fn other_kind_cancels_ongoing_operation() {
         let mut tracker = OperationTracker::new();
-        let pin_generation = enqueue_generation(tracker.track(OperationKind::Pin, pin(1), now(), never_priority));
+        let pin_generation = enqueue_generation(tracker.track(OperationKind::Pin, &pin(1), now(), never_priority));
         tracker.start(&cid(1), pin_generation, now()).expect("current");
-        let outcome = tracker.track(OperationKind::Unpin, pin(1), now(), |_, _| true);
+        let outcome = tracker.track(OperationKind::Unpin, &pin(1), now(), |_, _| true);
         let TrackOutcome::Enqueue { generation, priority, cancelled_generation } = outcome else {
             panic!("expected the unpin to be queued")
         };
@@ -486,9 +512,9 @@ mod tests {
     #[test]
     fn errored_other_kind_is_replaced_without_cancelling_or_inheriting() {
         let mut tracker = OperationTracker::new();
-        let unpin_generation = enqueue_generation(tracker.track(OperationKind::Unpin, pin(1), now(), never_priority));
+        let unpin_generation = enqueue_generation(tracker.track(OperationKind::Unpin, &pin(1), now(), never_priority));
         assert!(tracker.fail(&cid(1), unpin_generation, "boom".into(), true, now()));
-        let outcome = tracker.track(OperationKind::Pin, pin(1), now(), never_priority);
+        let outcome = tracker.track(OperationKind::Pin, &pin(1), now(), never_priority);
         assert!(matches!(outcome, TrackOutcome::Enqueue { cancelled_generation: None, .. }));
         assert_eq!(tracker.get(&cid(1)).map(|op| op.attempt_count), Some(0));
     }
@@ -496,8 +522,8 @@ mod tests {
     #[test]
     fn stale_jobs_do_not_start() {
         let mut tracker = OperationTracker::new();
-        let first = enqueue_generation(tracker.track(OperationKind::Pin, pin(1), now(), never_priority));
-        let second = enqueue_generation(tracker.track(OperationKind::Unpin, pin(1), now(), never_priority));
+        let first = enqueue_generation(tracker.track(OperationKind::Pin, &pin(1), now(), never_priority));
+        let second = enqueue_generation(tracker.track(OperationKind::Unpin, &pin(1), now(), never_priority));
         assert!(tracker.start(&cid(1), first, now()).is_none());
         assert!(tracker.start(&cid(1), second, now()).is_some());
         assert!(tracker.start(&cid(1), second, now()).is_none(), "a job starts once");
@@ -506,7 +532,7 @@ mod tests {
     #[test]
     fn connector_restarts_requeue_without_failing() {
         let mut tracker = OperationTracker::new();
-        let generation = enqueue_generation(tracker.track(OperationKind::Pin, pin(1), now(), never_priority));
+        let generation = enqueue_generation(tracker.track(OperationKind::Pin, &pin(1), now(), never_priority));
         tracker.start(&cid(1), generation, now()).expect("current");
         assert_eq!(tracker.requeue_after_connector_restart(&cid(1), generation, now()), Some(1));
         tracker.start(&cid(1), generation, now()).expect("requeued job starts again");
@@ -519,13 +545,51 @@ mod tests {
     fn after_resumes_listing() {
         let mut tracker = OperationTracker::new();
         for n in 0..10 {
-            tracker.track(OperationKind::Pin, pin(n), now(), never_priority);
+            tracker.track(OperationKind::Pin, &pin(n), now(), never_priority);
         }
-        let first_half: Vec<Cid> = tracker.after(None).take(5).map(|op| op.pin.cid).collect();
-        let rest: Vec<Cid> = tracker.after(first_half.last()).map(|op| op.pin.cid).collect();
+        let first_half: Vec<Cid> = tracker.after(None).take(5).map(|(cid, _)| *cid).collect();
+        let rest: Vec<Cid> = tracker.after(first_half.last()).map(|(cid, _)| *cid).collect();
         assert_eq!(first_half.len() + rest.len(), 10);
-        let all: Vec<Cid> = tracker.iter().map(|op| op.pin.cid).collect();
+        let all: Vec<Cid> = tracker.iter().map(|(cid, _)| *cid).collect();
         assert_eq!([first_half, rest].concat(), all);
+    }
+
+    /// An operation is a handful of scalars plus an (empty unless failed) error string: no
+    /// pin, no second CID. It used to embed a whole `Pin` (520 bytes).
+    #[test]
+    fn operations_are_small() {
+        let size = std::mem::size_of::<Operation>();
+        assert!(size <= 80, "Operation grew to {size} bytes");
+        assert!(size < std::mem::size_of::<Pin>() / 4);
+    }
+
+    /// 100k queued operations of pins with a name, metadata, origins and allocations cost the
+    /// tracker about the map entry (CID key + operation) each, nothing proportional to the pin.
+    #[test]
+    fn queued_operations_do_not_copy_pins() {
+        const OPS: u32 = 100_000;
+        let mut tracker = OperationTracker::new();
+        let mut tracked_bytes: isize = 0;
+        for n in 0..OPS {
+            let mut pin = Pin::new(crate::test_support::cid(n));
+            pin.options.name = format!("a pin with a fairly long name, number {n:>10}");
+            pin.options.metadata.insert("owner".into(), "somebody@example.org".into());
+            pin.options.origins = vec!["/ip4/10.0.0.1/tcp/4001/p2p/12D3KooWExampleOriginPeer".into()];
+            pin.allocations = vec!["12D3KooWPeerOne".into(), "12D3KooWPeerTwo".into()];
+            // Only the tracker's own allocations are counted, not building the pin.
+            let before = crate::test_support::thread_net_allocated();
+            tracker.track(OperationKind::Pin, &pin, now(), never_priority);
+            tracked_bytes += crate::test_support::thread_net_allocated() - before;
+        }
+        assert_eq!(tracker.len(), OPS as usize);
+        let per_op = tracked_bytes / OPS as isize;
+        let entry = (std::mem::size_of::<Cid>() + std::mem::size_of::<Operation>()) as isize;
+        // A B-tree node holds 5 to 11 entries: at most 11/5 of an entry each, plus headers.
+        assert!(per_op <= entry * 11 / 5 + 32, "{per_op} bytes per queued operation (entry is {entry})");
+        // A copy of the pin alone (its inline size, before any of its heap data) would not fit.
+        let pin_size = std::mem::size_of::<Pin>() as isize;
+        assert!(per_op < pin_size, "{per_op} bytes per queued operation, a Pin is {pin_size}");
+        eprintln!("{per_op} bytes per queued operation; entry {entry}, operation {}", std::mem::size_of::<Operation>());
     }
 
     #[derive(Debug, Clone)]
@@ -564,7 +628,7 @@ mod tests {
                 match step {
                     Step::Track(kind, n) => {
                         let before = tracker.get(&cid(n)).cloned();
-                        let outcome = tracker.track(kind, pin(n), now(), |_, _| true);
+                        let outcome = tracker.track(kind, &pin(n), now(), |_, _| true);
                         let after = tracker.get(&cid(n)).cloned().expect("tracked after track");
                         match (before, outcome) {
                             (Some(old), TrackOutcome::AlreadyQueued) => {
@@ -620,7 +684,7 @@ mod tests {
                     }
                 }
                 let mut recount = OpCounts::default();
-                for op in tracker.iter() {
+                for (_, op) in tracker.iter() {
                     recount.add(op);
                 }
                 prop_assert_eq!(recount, tracker.counts());

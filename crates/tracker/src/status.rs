@@ -68,7 +68,12 @@ pub fn satisfies(ipfs_status: IpfsPinStatus, expected: PinMode) -> bool {
 
 /// The connector mode used to pin `pin`.
 pub fn ipfs_mode(pin: &Pin) -> cluster_ipfs::PinMode {
-    match pin.mode() {
+    connector_mode(pin.mode())
+}
+
+/// The connector mode used to pin with `mode` (what an operation remembers of its pin).
+pub fn connector_mode(mode: PinMode) -> cluster_ipfs::PinMode {
+    match mode {
         PinMode::Recursive => cluster_ipfs::PinMode::Recursive,
         PinMode::Direct => cluster_ipfs::PinMode::Direct,
     }
@@ -115,7 +120,7 @@ mod tests {
 
     fn op(kind: OperationKind, phase: Phase) -> Operation {
         let mut tracker = OperationTracker::new();
-        tracker.track(kind, allocated_pin(PinMode::Recursive), Timestamp::now(), |_, _| false);
+        tracker.track(kind, &allocated_pin(PinMode::Recursive), Timestamp::now(), |_, _| false);
         let generation = tracker.get(&cid(1)).map(|op| op.generation).expect("tracked");
         match phase {
             Phase::Queued => {}

@@ -399,7 +399,12 @@ async fn pin_without_progress_times_out_while_status_stays_fast() {
 
     let tracked_at = Instant::now();
     harness.add(&stuck).await;
-    harness.wait_status(stuck.cid, TrackerStatus::Pinning).await;
+    // Operations keep no copy of the pin: its details come from the state.
+    let pinning = harness.wait_status(stuck.cid, TrackerStatus::Pinning).await;
+    assert_eq!(
+        (&pinning.name, &pinning.allocations, pinning.created),
+        (&stuck.options.name, &stuck.allocations, stuck.timestamp)
+    );
     let asked_at = Instant::now();
     let other = harness.status(fine.cid).await;
     assert_eq!(other.info.status, TrackerStatus::Pinned);
@@ -409,6 +414,10 @@ async fn pin_without_progress_times_out_while_status_stays_fast() {
     assert!(tracked_at.elapsed() >= Duration::from_millis(300));
     assert_eq!(failed.info.error, "pin timed out: no progress for 300ms");
     assert_eq!(failed.info.attempt_count, 1);
+    assert_eq!(failed.name, stuck.options.name);
+    let listed = harness.status_all("pin_error").await;
+    let listed: Vec<(Cid, &str)> = listed.iter().map(|info| (info.cid, info.name.as_str())).collect();
+    assert_eq!(listed, [(stuck.cid, stuck.options.name.as_str())]);
     assert!(!harness.ipfs.holds(&stuck.cid));
     assert_eq!(harness.metrics.pin_add_errors.get(), 1);
     harness.assert_never_restarted();
