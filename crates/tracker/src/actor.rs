@@ -627,7 +627,7 @@ impl TrackerCore {
 
     async fn status_all(self: Arc<Self>, filter: TrackerStatusFilter, out: mpsc::Sender<Result<PinInfo, ApiError>>) {
         if filter.only_operation_states() {
-            self.stream_operations(out, |_, op| op.status().is_some_and(|status| filter.matches(status))).await;
+            self.stream_operations(out, |op| op.status().is_some_and(|status| filter.matches(status)), |_| true).await;
             return;
         }
         let lookup = [TrackerStatus::Pinned, TrackerStatus::UnexpectedlyUnpinned, TrackerStatus::ClusterError]
@@ -651,30 +651,42 @@ impl TrackerCore {
         }
         // CIDs being unpinned have left the state, so the walk above did not see them.
         let state = Arc::clone(&self.state);
-        self.stream_operations(out, move |cid, op| {
-            op.kind == OperationKind::Unpin
-                && op.status().is_some_and(|status| filter.matches(status))
-                && !state.has(cid).unwrap_or(false)
-        })
+        self.stream_operations(
+            out,
+            move |op| op.kind == OperationKind::Unpin && op.status().is_some_and(|status| filter.matches(status)),
+            move |cid| !state.has(cid).unwrap_or(false),
+        )
         .await;
     }
 
-    /// Streams the operations passing `wanted`, a chunk at a time, never holding the lock
-    /// while sending. Each streamed operation costs one state point read for the pin's details.
+    /// Streams the operations passing `keep` (checked under the lock, so it must be cheap)
+    /// and then `wanted` (checked outside it), a chunk at a time, never holding the lock while
+    /// sending. Only kept operations are copied out, so a listing that wants a few of a
+    /// million queued operations does not clone them all. Each streamed operation costs one
+    /// state point read for the pin's details.
     async fn stream_operations(
         &self,
         out: mpsc::Sender<Result<PinInfo, ApiError>>,
-        wanted: impl Fn(&Cid, &Operation) -> bool,
+        keep: impl Fn(&Operation) -> bool,
+        wanted: impl Fn(&Cid) -> bool,
     ) {
         let mut cursor: Option<Cid> = None;
         loop {
-            let scanned: Vec<(Cid, Operation)> = {
+            let (last, kept) = {
                 let shared = self.lock();
-                shared.ops.after(cursor.as_ref()).take(STATE_CHUNK).map(|(cid, op)| (*cid, op.clone())).collect()
+                let mut last = None;
+                let mut kept: Vec<(Cid, Operation)> = Vec::new();
+                for (cid, op) in shared.ops.after(cursor.as_ref()).take(STATE_CHUNK) {
+                    last = Some(*cid);
+                    if keep(op) {
+                        kept.push((*cid, op.clone()));
+                    }
+                }
+                (last, kept)
             };
-            let Some((last, _)) = scanned.last() else { return };
-            cursor = Some(*last);
-            for (cid, op) in scanned.iter().filter(|(cid, op)| wanted(cid, op)) {
+            let Some(last) = last else { return };
+            cursor = Some(last);
+            for (cid, op) in kept.iter().filter(|(cid, _)| wanted(cid)) {
                 let state_pin = self.read_state_pin(cid);
                 let Some(info) = self.info_from_op(*cid, op, state_pin.as_ref()) else { continue };
                 if out.send(Ok(info)).await.is_err() {
