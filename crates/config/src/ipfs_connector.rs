@@ -171,6 +171,9 @@ impl EmbeddedIpfsConfig {
 }
 
 /// `ipfs_connector.ipfshttp`: an external Kubo daemon.
+///
+/// The timing keys repeat those of [`EmbeddedIpfsConfig`] on purpose: serde cannot flatten a
+/// shared struct into a section that denies unknown keys. [`ConnectorTimings`] is the shared view.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct IpfsHttpConfig {
