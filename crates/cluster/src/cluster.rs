@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cluster_actors::{ActorRef, RestartPolicy, Supervisor};
-use cluster_consensus::{Consensus, SinglePeerConsensus};
+use cluster_consensus::{Consensus, ConsensusError, SinglePeerConsensus};
 use cluster_ipfs::IpfsConnector;
 use cluster_observe::{ActorLabels, Metrics};
 use cluster_state::StateStore;
@@ -16,14 +16,15 @@ use cluster_types::{
     PinMode, PinOptions, PinType, PinTypeFilter, RepoGc, Timestamp, TrackerStatusFilter, ID,
 };
 use futures::stream::{BoxStream, StreamExt};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::allocator::{allocate, AllocationRequest};
 use crate::consensus_actor::{ConsensusActor, ConsensusMsg};
-use crate::informer::{InformerActor, InformerMsg, InformerSettings, QueueSizeFn};
+use crate::informer::{InformerActor, InformerSettings, QueueSizeFn};
 use crate::ipfs_actor::{IpfsActor, IpfsClient, IpfsTimeouts};
 use crate::monitor::{MonitorActor, MonitorMsg};
-use crate::sync::{SyncActor, SyncMsg};
+use crate::sync::SyncActor;
+use crate::walk::walk_state;
 
 /// Everything a peer needs to know to run, already validated (built from service.json).
 #[derive(Clone)]
@@ -90,8 +91,6 @@ struct Inner {
     consensus_ref: ActorRef<ConsensusMsg>,
     tracker: ActorRef<TrackerMsg>,
     monitor: ActorRef<MonitorMsg>,
-    informer: ActorRef<InformerMsg>,
-    sync: ActorRef<SyncMsg>,
     metrics: Arc<Metrics>,
 }
 
@@ -176,19 +175,19 @@ impl Cluster {
                 })
             })
         };
-        let informer = {
+        {
             let (s, i, mo) = (settings.informers.clone(), Arc::clone(&ipfs), monitor.clone());
             supervisor.spawn("informer", 64, base.clone(), move || {
                 InformerActor::new(s.clone(), Arc::clone(&i), mo.clone(), Arc::clone(&queue_size))
-            })
-        };
-        let sync = {
+            });
+        }
+        {
             let (st, c, tr) = (Arc::clone(&state), consensus_ref.clone(), tracker.clone());
             let (a, b) = (settings.state_sync_interval, settings.pin_recover_interval);
             supervisor.spawn("pinset_watcher", 16, base, move || {
                 SyncActor::new(Arc::clone(&st), c.clone(), tr.clone(), a, b)
-            })
-        };
+            });
+        }
         tracing::info!(peer = %settings.peer_id, peername = %settings.peername, ipfs = %ipfs_id.id, "cluster peer ready");
         Ok(Cluster {
             inner: Arc::new(Inner {
@@ -200,8 +199,6 @@ impl Cluster {
                 consensus_ref,
                 tracker,
                 monitor,
-                informer,
-                sync,
                 metrics,
             }),
         })
@@ -210,21 +207,6 @@ impl Cluster {
     /// The root supervisor (for health snapshots, chaos kills and meltdown signals).
     pub fn supervisor(&self) -> &Supervisor {
         &self.inner.supervisor
-    }
-
-    /// The IPFS connector, through its actor.
-    pub fn ipfs(&self) -> Arc<dyn IpfsConnector> {
-        Arc::clone(&self.inner.ipfs)
-    }
-
-    /// The shared metrics.
-    pub fn metrics(&self) -> Arc<Metrics> {
-        Arc::clone(&self.inner.metrics)
-    }
-
-    /// The peer's settings.
-    pub fn settings(&self) -> &ClusterSettings {
-        &self.inner.settings
     }
 
     /// Stops every actor and makes the state durable.
@@ -372,14 +354,22 @@ impl Cluster {
     }
 
     async fn commit_pin(&self, pin: Pin) -> Result<Pin, ApiError> {
+        self.commit(pin, |pin, reply| ConsensusMsg::LogPin { pin, reply }).await
+    }
+
+    /// Sends a pin or unpin to the consensus actor and waits until it is durable.
+    async fn commit(
+        &self,
+        pin: Pin,
+        request: impl FnOnce(Pin, oneshot::Sender<Result<(), ConsensusError>>) -> ConsensusMsg,
+    ) -> Result<Pin, ApiError> {
         let p = pin.clone();
-        let res = self
-            .inner
+        self.inner
             .consensus_ref
-            .ask_timeout(|reply| ConsensusMsg::LogPin { pin: p, reply }, ASK_TIMEOUT)
+            .ask_timeout(|reply| request(p, reply), ASK_TIMEOUT)
             .await
-            .map_err(|_| unavailable("consensus"))?;
-        res.map_err(ApiError::from)?;
+            .map_err(|_| unavailable("consensus"))?
+            .map_err(ApiError::from)?;
         Ok(pin)
     }
 
@@ -421,15 +411,7 @@ impl Cluster {
                 "cannot unpin {cid}: it is part of a sharded pin; unpin the content root CID instead"
             )));
         }
-        let p = pin.clone();
-        let res = self
-            .inner
-            .consensus_ref
-            .ask_timeout(|reply| ConsensusMsg::LogUnpin { pin: p, reply }, ASK_TIMEOUT)
-            .await
-            .map_err(|_| unavailable("consensus"))?;
-        res.map_err(ApiError::from)?;
-        Ok(pin)
+        self.commit(pin, |pin, reply| ConsensusMsg::LogUnpin { pin, reply }).await
     }
 
     /// Unpins the CID a path resolves to.
@@ -440,21 +422,8 @@ impl Cluster {
 
     /// `GET /allocations`: streams the pinset straight from the store, never collecting it.
     pub fn allocations(&self, filter: PinTypeFilter) -> BoxStream<'static, Result<Pin, ApiError>> {
-        let state = Arc::clone(&self.inner.state);
-        let (tx, rx) = mpsc::channel::<Result<Pin, ApiError>>(1024);
-        tokio::task::spawn_blocking(move || {
-            for item in state.list() {
-                let item = item.map_err(ApiError::from);
-                if matches!(&item, Ok(p) if !filter.matches(p.pin_type)) {
-                    continue;
-                }
-                let stop = item.is_err();
-                if tx.blocking_send(item).is_err() || stop {
-                    break;
-                }
-            }
-        });
-        tokio_stream::wrappers::ReceiverStream::new(rx).boxed()
+        let pins = walk_state(Arc::clone(&self.inner.state), move |p| filter.matches(p.pin_type));
+        tokio_stream::wrappers::ReceiverStream::new(pins).map(|r| r.map_err(ApiError::from)).boxed()
     }
 
     /// `GET /allocations/{cid}`.
@@ -482,7 +451,7 @@ impl Cluster {
     /// Asks the tracker about one CID.
     async fn tracker_ask(
         &self,
-        request: impl FnOnce(tokio::sync::oneshot::Sender<PinInfo>) -> TrackerMsg,
+        request: impl FnOnce(oneshot::Sender<PinInfo>) -> TrackerMsg,
     ) -> Result<GlobalPinInfo, ApiError> {
         let info = self.inner.tracker.ask_timeout(request, ASK_TIMEOUT).await.map_err(|_| unavailable("the pin tracker"))?;
         Ok(GlobalPinInfo::from_pin_info(info))
@@ -576,13 +545,4 @@ impl Cluster {
         m.render()
     }
 
-    /// Asks the informers to publish now.
-    pub fn trigger_informers(&self) {
-        let _ = self.inner.informer.try_send(InformerMsg::Trigger);
-    }
-
-    /// Runs the expired-pin sweep now.
-    pub fn trigger_state_sync(&self) {
-        let _ = self.inner.sync.try_send(SyncMsg::StateSync);
-    }
 }

@@ -44,11 +44,8 @@ pub struct InformerSettings {
     pub repo_path: Option<PathBuf>,
 }
 
-/// Messages of the informer actor.
-pub enum InformerMsg {
-    /// Publishes every metric now (e.g. after a burst of pins).
-    Trigger,
-}
+/// The informer actor takes no messages: it publishes on its timer.
+pub enum InformerMsg {}
 
 /// The informer actor.
 pub struct InformerActor {
@@ -184,11 +181,8 @@ impl Actor for InformerActor {
         Ok(())
     }
 
-    async fn handle(&mut self, msg: InformerMsg, ctx: &Context<InformerMsg>) -> Result<(), ActorError> {
-        match msg {
-            InformerMsg::Trigger => self.publish_all(ctx).await,
-        }
-        Ok(())
+    async fn handle(&mut self, msg: InformerMsg, _ctx: &Context<InformerMsg>) -> Result<(), ActorError> {
+        match msg {}
     }
 
     fn tick_interval(&self) -> Option<Duration> {

@@ -48,18 +48,19 @@ pub struct IpfsActor {
     backend: Arc<dyn IpfsConnector>,
     metrics: Arc<Metrics>,
     limiter: Arc<Semaphore>,
-    in_flight: Arc<std::sync::atomic::AtomicUsize>,
+    max_concurrent_calls: usize,
     calls: u64,
 }
 
 impl IpfsActor {
     /// Builds an instance; `max_concurrent_calls` bounds calls running against the backend.
     pub fn new(backend: Arc<dyn IpfsConnector>, metrics: Arc<Metrics>, max_concurrent_calls: usize) -> Self {
+        let max_concurrent_calls = max_concurrent_calls.max(1);
         IpfsActor {
             backend,
             metrics,
-            limiter: Arc::new(Semaphore::new(max_concurrent_calls.max(1))),
-            in_flight: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+            limiter: Arc::new(Semaphore::new(max_concurrent_calls)),
+            max_concurrent_calls,
             calls: 0,
         }
     }
@@ -74,16 +75,13 @@ impl Actor for IpfsActor {
         let backend = Arc::clone(&self.backend);
         let metrics = Arc::clone(&self.metrics);
         let limiter = Arc::clone(&self.limiter);
-        let in_flight = Arc::clone(&self.in_flight);
         let guard = ctx.work_guard();
         ctx.spawn_tracked(async move {
             // The semaphore only closes if the actor is dropped, and then this task is gone too.
             let Ok(_permit) = limiter.acquire_owned().await else { return };
-            in_flight.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let started = Instant::now();
             call(backend, guard).await;
             metrics.observe_ipfs_call(method, started.elapsed().as_secs_f64());
-            in_flight.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         });
         Ok(())
     }
@@ -91,7 +89,8 @@ impl Actor for IpfsActor {
     fn observable_state(&self) -> serde_json::Value {
         serde_json::json!({
             "calls_total": self.calls,
-            "calls_in_flight": self.in_flight.load(std::sync::atomic::Ordering::Relaxed),
+            // A running call holds a permit, so the permits taken are the calls in flight.
+            "calls_in_flight": self.max_concurrent_calls - self.limiter.available_permits(),
             "free_call_slots": self.limiter.available_permits(),
         })
     }

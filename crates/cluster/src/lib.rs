@@ -11,6 +11,7 @@ pub mod informer;
 pub mod ipfs_actor;
 pub mod monitor;
 pub mod sync;
+mod walk;
 
 pub use cluster::{Cluster, ClusterError, ClusterSettings};
 pub use informer::InformerSettings;

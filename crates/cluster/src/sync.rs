@@ -6,16 +6,13 @@ use std::time::{Duration, Instant};
 use cluster_actors::{Actor, ActorError, ActorRef, Context};
 use cluster_state::StateStore;
 use cluster_tracker::TrackerMsg;
-use cluster_types::Pin;
 use tokio::sync::oneshot;
 
 use crate::consensus_actor::ConsensusMsg;
+use crate::walk::walk_state;
 
-/// Messages of the pinset watcher.
-pub enum SyncMsg {
-    /// Unpins expired pins now.
-    StateSync,
-}
+/// The pinset watcher takes no messages: it runs on its timer.
+pub enum SyncMsg {}
 
 /// The pinset watcher actor.
 pub struct SyncActor {
@@ -51,27 +48,16 @@ impl SyncActor {
     }
 
     async fn unpin_expired(&mut self, ctx: &Context<SyncMsg>) {
-        let state = Arc::clone(&self.state);
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Pin>(256);
-        // Walk the state on a blocking thread, streaming only the expired pins out.
-        let walker = tokio::task::spawn_blocking(move || {
-            let now = chrono::Utc::now();
-            for item in state.list() {
-                match item {
-                    Ok(pin) if pin.is_expired(now) => {
-                        if tx.blocking_send(pin).is_err() {
-                            break;
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        tracing::warn!(error = %e, "state sync could not read the state");
-                        break;
-                    }
+        let now = chrono::Utc::now();
+        let mut expired = walk_state(Arc::clone(&self.state), move |pin| pin.is_expired(now));
+        while let Some(item) = expired.recv().await {
+            let pin = match item {
+                Ok(pin) => pin,
+                Err(e) => {
+                    tracing::warn!(error = %e, "state sync could not read the state");
+                    break;
                 }
-            }
-        });
-        while let Some(pin) = rx.recv().await {
+            };
             ctx.record_progress();
             let cid = pin.cid;
             let (reply, wait) = oneshot::channel();
@@ -87,18 +73,14 @@ impl SyncActor {
                 Err(_) => tracing::warn!(%cid, "consensus restarted while unpinning an expired pin"),
             }
         }
-        let _ = walker.await;
     }
 }
 
 impl Actor for SyncActor {
     type Msg = SyncMsg;
 
-    async fn handle(&mut self, msg: SyncMsg, ctx: &Context<SyncMsg>) -> Result<(), ActorError> {
-        match msg {
-            SyncMsg::StateSync => self.unpin_expired(ctx).await,
-        }
-        Ok(())
+    async fn handle(&mut self, msg: SyncMsg, _ctx: &Context<SyncMsg>) -> Result<(), ActorError> {
+        match msg {}
     }
 
     fn tick_interval(&self) -> Option<Duration> {
