@@ -133,6 +133,18 @@ impl<'de> Deserialize<'de> for TrackerStatus {
 pub struct TrackerStatusFilter(u32);
 
 impl TrackerStatusFilter {
+    /// The raw bit set (for wire encodings between peers).
+    pub fn bits(self) -> u32 {
+        self.0
+    }
+
+    /// Rebuilds a filter from [`TrackerStatusFilter::bits`].
+    pub fn from_bits(bits: u32) -> Self {
+        TrackerStatusFilter(bits)
+    }
+}
+
+impl TrackerStatusFilter {
     /// Matches everything.
     pub const ALL: TrackerStatusFilter = TrackerStatusFilter(0);
     /// The composite `error` filter.
