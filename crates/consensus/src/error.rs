@@ -24,6 +24,14 @@ pub enum ConsensusError {
     #[error("consensus is shut down")]
     Closed,
 
+    /// The CRDT batching queue is full (the original's message, which clients may match).
+    #[error("batching max_queue_size reached")]
+    BatchingQueueFull,
+
+    /// A remote peer could not be reached or answered badly.
+    #[error("consensus network error: {0}")]
+    Network(String),
+
     /// The bounded commit queue stayed full for the whole wait: the peer is overloaded.
     #[error("consensus commit queue is full ({capacity} pending operations): retry later")]
     QueueFull {
@@ -39,7 +47,8 @@ impl From<ConsensusError> for ApiError {
     fn from(e: ConsensusError) -> Self {
         let kind = match &e {
             ConsensusError::Unsupported(_) => ErrorCode::Conflict,
-            ConsensusError::QueueFull { .. } => ErrorCode::Overloaded,
+            ConsensusError::QueueFull { .. } | ConsensusError::BatchingQueueFull => ErrorCode::Overloaded,
+            ConsensusError::Network(_) => ErrorCode::Unavailable,
             ConsensusError::NotReady(_) => ErrorCode::Unavailable,
             ConsensusError::State(_) | ConsensusError::Closed => ErrorCode::Internal,
         };

@@ -13,10 +13,13 @@
 #![warn(missing_docs)]
 
 pub mod conformance;
+pub mod crdt;
 mod error;
 mod single;
 
 pub use error::ConsensusError;
+pub use crdt::{CrdtConsensus, CrdtNetwork, CrdtSettings, CrdtStore};
+pub use crdt::net_impl::NetCrdtNetwork;
 pub use single::{SinglePeerConfig, SinglePeerConsensus};
 
 use std::sync::Arc;
