@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use cluster_api::{ApiStream, ClusterApi};
 use cluster_core::Cluster;
 use cluster_types::{
-    Alert, ApiError, Cid, GlobalPinInfo, GlobalRepoGc, Metric, Pin, PinOptions, PinTypeFilter, TrackerStatusFilter,
+    Alert, ApiError, ConnectGraph, Cid, GlobalPinInfo, GlobalRepoGc, Metric, Pin, PinOptions, PinTypeFilter, TrackerStatusFilter,
     Version, ID,
 };
 
@@ -83,6 +83,14 @@ impl ClusterApi for PeerApi {
 
     async fn metrics(&self, name: &str) -> Result<Vec<Metric>, ApiError> {
         self.0.metrics_of(name).await
+    }
+
+    async fn connect_graph(&self) -> Result<ConnectGraph, ApiError> {
+        self.0.connect_graph().await
+    }
+
+    async fn chaos_block(&self, peer: &str, blocked: bool) -> Result<(), ApiError> {
+        self.0.chaos_block(peer, blocked).await
     }
 
     async fn alerts(&self) -> Result<Vec<Alert>, ApiError> {

@@ -9,7 +9,9 @@ use anyhow::{bail, Context as _, Result};
 use cluster_actors::RestartPolicy;
 use cluster_api::{multiaddr_to_socketaddr, ClusterApi, RestApiConfig};
 use cluster_config::{Loaded, ServiceConfig};
-use cluster_core::{Cluster, ClusterSettings, InformerSettings, IpfsTimeouts};
+use cluster_consensus::{CrdtSettings, CrdtStore};
+use cluster_core::{Cluster, ClusterSettings, ConsensusMode, InformerSettings, IpfsTimeouts};
+use cluster_net::{Keypair, NetConfig, TrustSet};
 use cluster_ipfs::{EmbeddedConfig, Multiaddr};
 use cluster_observe::Metrics;
 use cluster_state::FjallState;
@@ -18,21 +20,21 @@ use crate::api_actor::ApiActor;
 use crate::api_impl::PeerApi;
 
 /// Runs the daemon until SIGINT/SIGTERM or a supervision meltdown.
-pub async fn run(dir: PathBuf, env: HashMap<String, String>, enable_chaos: bool) -> Result<()> {
+pub async fn run(dir: PathBuf, env: HashMap<String, String>, enable_chaos: bool, bootstrap: Vec<String>) -> Result<()> {
     if !dir.join("service.json").exists() {
         cluster_config::init_folder(&dir, &cluster_config::InitOptions::default())
             .with_context(|| format!("initializing {}", dir.display()))?;
         eprintln!("no configuration found: initialized a new one in {}", dir.display());
     }
     let _lock = cluster_config::acquire_lock(&dir)?;
-    let Loaded { config, identity, .. } = cluster_config::load_folder(&dir, &env)?;
+    let Loaded { config, identity, peerstore } = cluster_config::load_folder(&dir, &env)?;
     let Some(embedded) = config.ipfs_connector.embedded.clone() else {
         bail!("the ipfshttp (Kubo) connector is not available in this release: configure ipfs_connector.embedded");
     };
     let peer_id = identity.peer_id().to_string();
 
     let state_dir = config.datastore.fjall_path(&dir);
-    let state = Arc::new(FjallState::open(&state_dir).with_context(|| format!("opening state in {}", state_dir.display()))?);
+    let mode = consensus_mode(&config, &peer_id, &state_dir)?;
 
     let repo = embedded.repo_path(&dir);
     let ipfs_cfg = EmbeddedConfig {
@@ -44,8 +46,9 @@ pub async fn run(dir: PathBuf, env: HashMap<String, String>, enable_chaos: bool)
     let backend = cluster_ipfs::start_embedded(ipfs_cfg).await.context("starting the embedded ipfs node")?;
 
     let metrics = Arc::new(Metrics::new());
-    let settings = settings(&config, &peer_id, repo);
-    let cluster = Cluster::start(settings, Arc::clone(&backend), state, Arc::clone(&metrics)).await?;
+    let mut settings = settings(&config, &peer_id, repo);
+    settings.net = net_config(&config, &identity, &peerstore, &bootstrap)?;
+    let cluster = Cluster::start(settings, Arc::clone(&backend), mode, Arc::clone(&metrics)).await?;
 
     let api: Arc<dyn ClusterApi> = Arc::new(PeerApi(cluster.clone()));
     let rest_cfg = rest_config(&config, enable_chaos)?;
@@ -74,6 +77,7 @@ pub async fn run(dir: PathBuf, env: HashMap<String, String>, enable_chaos: bool)
             Err(anyhow::anyhow!("supervision meltdown: {why}"))
         }
     };
+    save_peerstore(&cluster, &config.peerstore_path(&dir)).await;
     cluster.shutdown().await;
     if let Err(e) = backend.shutdown().await {
         tracing::warn!(error = %e, "ipfs shutdown failed");
@@ -129,6 +133,7 @@ fn settings(config: &ServiceConfig, peer_id: &str, repo: PathBuf) -> ClusterSett
             tags: Some((informer.tags.tags.clone(), informer.tags.metric_ttl)),
             pinqueue: Some((informer.pinqueue.metric_ttl, informer.pinqueue.weight_bucket_size)),
             repo_path: Some(repo),
+            cluster_addresses: Arc::default(),
         },
         concurrent_pins: stateless.concurrent_pins,
         max_pin_queue_size: stateless.max_pin_queue_size,
@@ -138,6 +143,114 @@ fn settings(config: &ServiceConfig, peer_id: &str, repo: PathBuf) -> ClusterSett
         ipfs_timeouts: IpfsTimeouts { request: t.ipfs_request_timeout, unpin: t.unpin_timeout, repo_gc: t.repogc_timeout },
         heartbeat_interval: Duration::from_secs(1),
         restart_policy: RestartPolicy::default(),
+        net: placeholder_net(),
+        peer_call_timeout: Duration::from_secs(15),
+        repinning: !c.disable_repinning && !c.follower_mode,
+        repin_grace: c.repin_grace_period,
+        repin_rate: c.repin_rate_limit,
+        pin_only_on_trusted_peers: c.pin_only_on_trusted_peers,
+        pin_only_on_untrusted_peers: c.pin_only_on_untrusted_peers,
+    }
+}
+
+/// Replaced by [`net_config`] before use; keeps [`settings`] free of identity handling.
+fn placeholder_net() -> NetConfig {
+    let keypair = Keypair::generate_ed25519();
+    let me = keypair.public().to_peer_id().to_string();
+    NetConfig {
+        keypair,
+        listen: Vec::new(),
+        secret: None,
+        dial_timeout: Duration::from_secs(3),
+        rpc_timeout: Duration::from_secs(15),
+        max_in_flight: 256,
+        bootstrap: Vec::new(),
+        topics: Vec::new(),
+        heartbeat: Duration::from_secs(1),
+        d_factor: 1,
+        history_length: 6,
+        history_gossip: 2,
+        flood_publish: true,
+        trust: TrustSet::everyone(&me),
+    }
+}
+
+/// The crdt topic: one per cluster name, so two clusters sharing a secret never mix pinsets.
+fn crdt_topic(cluster_name: &str) -> String {
+    format!("crdt/{cluster_name}")
+}
+
+fn consensus_mode(config: &ServiceConfig, peer_id: &str, state_dir: &std::path::Path) -> Result<ConsensusMode> {
+    match &config.consensus.crdt {
+        Some(crdt) => {
+            let store = CrdtStore::open(state_dir, peer_id).with_context(|| format!("opening state in {}", state_dir.display()))?;
+            Ok(ConsensusMode::Crdt {
+                store: Arc::new(store),
+                settings: CrdtSettings {
+                    peer_id: peer_id.to_string(),
+                    max_batch_size: crdt.batching.max_batch_size,
+                    max_batch_age: crdt.batching.max_batch_age,
+                    max_queue_size: crdt.batching.max_queue_size,
+                    rebroadcast_interval: crdt.rebroadcast_interval,
+                },
+                topic: crdt_topic(&crdt.cluster_name),
+            })
+        }
+        None => {
+            let state = FjallState::open(state_dir).with_context(|| format!("opening state in {}", state_dir.display()))?;
+            Ok(ConsensusMode::Single(Arc::new(state)))
+        }
+    }
+}
+
+fn net_config(config: &ServiceConfig, identity: &cluster_config::Identity, peerstore: &[String], bootstrap: &[String]) -> Result<NetConfig> {
+    let c = &config.cluster;
+    let peer_id = identity.peer_id().to_string();
+    let mut dial: Vec<Multiaddr> = Vec::new();
+    for (i, a) in c.peer_addresses.iter().chain(bootstrap).chain(peerstore).enumerate() {
+        match a.parse::<Multiaddr>() {
+            Ok(m) if cluster_net::split_peer_multiaddr(&m).is_some() => dial.push(m),
+            // Only the peerstore file may hold junk (the original skips it too).
+            _ if i >= c.peer_addresses.len() + bootstrap.len() => tracing::warn!(addr = %a, "ignoring peerstore line"),
+            _ => bail!("invalid peer multiaddress '{a}': expected /.../p2p/<peer id>"),
+        }
+    }
+    let trust = match &config.consensus.crdt {
+        Some(crdt) => TrustSet::new(&peer_id, &crdt.trusted_peers),
+        None => TrustSet::everyone(&peer_id),
+    };
+    let mut topics = vec![cluster_core::monitor::METRICS_TOPIC.to_string()];
+    if let Some(crdt) = &config.consensus.crdt {
+        topics.push(crdt_topic(&crdt.cluster_name));
+    }
+    Ok(NetConfig {
+        keypair: identity.keypair(),
+        listen: parse_addrs(&c.listen_multiaddress, "cluster.listen_multiaddress")?,
+        secret: c.secret_bytes().map_err(|e| anyhow::anyhow!("cluster.secret: {e}"))?,
+        dial_timeout: c.dial_peer_timeout,
+        rpc_timeout: Duration::from_secs(15),
+        max_in_flight: 256,
+        bootstrap: dial,
+        topics,
+        heartbeat: c.pubsub.heartbeat_interval,
+        d_factor: c.pubsub.d_factor as usize,
+        history_length: c.pubsub.history_length as usize,
+        history_gossip: c.pubsub.history_gossip as usize,
+        flood_publish: c.pubsub.flood_publish,
+        trust,
+    })
+}
+
+/// Rewrites the peerstore file with every peer we know an address of (as the original does
+/// at shutdown), so a restart finds the cluster without `--bootstrap`.
+async fn save_peerstore(cluster: &Cluster, path: &std::path::Path) {
+    let Ok(known) = cluster.known_peer_addresses().await else { return };
+    if known.is_empty() {
+        return;
+    }
+    let text: String = known.iter().map(|a| format!("{a}\n")).collect();
+    if let Err(e) = std::fs::write(path, text) {
+        tracing::warn!(path = %path.display(), error = %e, "could not save the peerstore");
     }
 }
 

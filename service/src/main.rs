@@ -59,7 +59,7 @@ enum Command {
     },
     /// Runs the peer.
     Daemon {
-        /// Join a cluster through these peers (needs multi-peer consensus, not yet available).
+        /// Join a cluster through these peers (comma-separated `/…/p2p/<id>` multiaddresses).
         #[arg(long, short = 'j', value_delimiter = ',', hide = true)]
         bootstrap: Vec<String>,
         /// Adds `POST /health/actors/{name}/kill` to the REST API, for chaos testing.
@@ -138,10 +138,6 @@ fn main() -> ExitCode {
         }
         Command::Daemon { bootstrap, enable_chaos, .. } => {
             init_logging(&cli);
-            if !bootstrap.is_empty() {
-                eprintln!("error: --bootstrap needs multi-peer consensus, which this release does not provide yet");
-                return ExitCode::FAILURE;
-            }
             let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
                 Ok(rt) => rt,
                 Err(e) => {
@@ -149,7 +145,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match rt.block_on(daemon::run(dir, env, *enable_chaos)) {
+            match rt.block_on(daemon::run(dir, env, *enable_chaos, bootstrap.clone())) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e:#}");

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
+pub mod multi;
+
 /// The directory holding the workspace's built binaries (`target/<profile>`).
 pub fn bin_dir() -> PathBuf {
     // Test executables live in target/<profile>/deps.
@@ -86,6 +88,11 @@ impl Peer {
     }
 
     /// Initialises and starts a daemon, waiting until its API answers.
+    /// Adds daemon arguments for the next starts.
+    pub fn add_args(&mut self, args: &[&str]) {
+        self.extra_args.extend(args.iter().map(|s| s.to_string()));
+    }
+
     pub fn start_new(extra_args: &[&str]) -> Result<Peer> {
         let mut p = Peer::init(extra_args)?;
         p.start()?;
@@ -240,6 +247,20 @@ impl Provider {
     }
 
     /// Adds bytes as a UnixFS file (Kubo-default CIDv0) and returns the root CID.
+    /// A node over an existing on-disk repo (e.g. a peer's, before the peer starts), so
+    /// content added now is held by that peer's own IPFS once it runs.
+    pub fn start_at(repo: &Path) -> Result<Provider> {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+        let node = rt.block_on(cluster_ipfs::start_embedded(cluster_ipfs::EmbeddedConfig::loopback().with_repo(repo)))?;
+        Ok(Provider { rt, node, addr: String::new() })
+    }
+
+    /// Stops the node and releases its repo.
+    pub fn shutdown(self) -> Result<()> {
+        self.rt.block_on(self.node.shutdown())?;
+        Ok(())
+    }
+
     pub fn add(&self, data: Vec<u8>) -> Result<String> {
         Ok(self.rt.block_on(self.node.add_bytes(bytes::Bytes::from(data)))?.to_string())
     }

@@ -136,6 +136,8 @@ enum Route {
     MetricNames,
     Metrics(String),
     Alerts,
+    Graph,
+    Block(String, bool),
     Health,
     ActorHealth,
     KillActor(String),
@@ -202,6 +204,11 @@ fn resolve(method: &Method, segs: &[String], chaos_enabled: bool) -> Result<Rout
             vec![(get, Route::Health), (Method::HEAD, Route::Health)],
         ),
         ["health", "alerts"] => one_of(method, vec![(get, Route::Alerts)]),
+        ["health", "graph"] => one_of(method, vec![(get, Route::Graph)]),
+        ["health", "net", "block", peer] if chaos_enabled => one_of(
+            method,
+            vec![(Method::POST, Route::Block(peer.to_string(), true)), (Method::DELETE, Route::Block(peer.to_string(), false))],
+        ),
         ["health", "actors"] => one_of(method, vec![(get, Route::ActorHealth)]),
         ["health", "actors", name, "kill"] if chaos_enabled => {
             one_of(method, vec![(post, Route::KillActor(name.to_string()))])
@@ -293,6 +300,12 @@ impl Rest {
             Route::MetricNames => json(&api.metric_names().await?),
             Route::Metrics(name) => json(&api.metrics(&name).await?),
             Route::Alerts => json(&api.alerts().await?),
+            Route::Graph => json(&api.connect_graph().await?),
+            Route::Block(peer, blocked) => {
+                tracing::warn!(%peer, blocked, "changing a peer link through the chaos hook");
+                api.chaos_block(&peer, blocked).await?;
+                no_content()
+            }
             Route::Health => no_content(),
             Route::ActorHealth => json(&api.actor_health()),
             Route::KillActor(name) => {

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use cluster_types::{
-    Alert, ApiError, Cid, GlobalPinInfo, GlobalRepoGc, ID, Metric, Pin, PinOptions, PinTypeFilter,
+    Alert, ApiError, Cid, ConnectGraph, GlobalPinInfo, GlobalRepoGc, ID, Metric, Pin, PinOptions, PinTypeFilter,
     TrackerStatusFilter, Version,
 };
 
@@ -75,6 +75,13 @@ pub trait ClusterApi: Send + Sync + 'static {
 
     /// Recent alerts, newest first (`GET /health/alerts`).
     async fn alerts(&self) -> Result<Vec<Alert>, ApiError>;
+
+    /// The cluster's connectivity graph (`GET /health/graph`).
+    async fn connect_graph(&self) -> Result<ConnectGraph, ApiError>;
+
+    /// Chaos hook: cuts or restores every connection with a peer (only routed when chaos
+    /// is enabled).
+    async fn chaos_block(&self, peer: &str, blocked: bool) -> Result<(), ApiError>;
 
     /// A JSON array describing each supervised actor (`GET /health/actors`): name, state,
     /// restarts, seconds since progress, mailbox depth and whatever else helps an operator.

@@ -246,6 +246,14 @@ impl ClusterApi for Fake {
         }])
     }
 
+    async fn connect_graph(&self) -> Result<cluster_types::ConnectGraph, ApiError> {
+        Ok(cluster_types::ConnectGraph { cluster_id: "QmFake".into(), ..Default::default() })
+    }
+
+    async fn chaos_block(&self, _peer: &str, _blocked: bool) -> Result<(), ApiError> {
+        Ok(())
+    }
+
     async fn alerts(&self) -> Result<Vec<Alert>, ApiError> {
         Ok(vec![Alert {
             metric: metric(),

@@ -12,8 +12,8 @@ use cluster_state::StateStore;
 use cluster_tracker::{PinTrackerActor, TrackerConfig, TrackerMsg};
 use cluster_types::error::NOT_FOUND_MESSAGE;
 use cluster_types::{
-    Alert, ApiError, Cid, ErrorCode, GlobalPinInfo, GlobalRepoGc, IpfsId, IpfsRepoGc, Metric, Pin, PinInfo,
-    PinMode, PinOptions, PinType, PinTypeFilter, RepoGc, Timestamp, TrackerStatusFilter, ID,
+    Alert, ApiError, Cid, ErrorCode, GlobalPinInfo, Metric, Pin, PinInfo, PinMode, PinOptions, PinType,
+    PinTypeFilter, Timestamp, ID,
 };
 use futures::stream::{BoxStream, StreamExt};
 use tokio::sync::{mpsc, oneshot};
@@ -22,7 +22,11 @@ use crate::allocator::{allocate, AllocationRequest};
 use crate::consensus_actor::{ConsensusActor, ConsensusMsg};
 use crate::informer::{InformerActor, InformerSettings, QueueSizeFn};
 use crate::ipfs_actor::{IpfsActor, IpfsClient, IpfsTimeouts};
-use crate::monitor::{MonitorActor, MonitorMsg};
+use crate::monitor::{MonitorActor, MonitorLinks, MonitorMsg};
+use crate::repin::Repinner;
+use crate::rpc_server::RpcServer;
+use cluster_consensus::{CrdtConsensus, CrdtSettings, CrdtStore, NetCrdtNetwork};
+use cluster_net::{GossipMessage, InboundRpc, Net, NetActor, NetConfig, NetEvent, TrustSet};
 use crate::sync::SyncActor;
 use crate::walk::walk_state;
 
@@ -63,6 +67,36 @@ pub struct ClusterSettings {
     pub heartbeat_interval: Duration,
     /// Base restart policy; stuck timeouts are derived per actor from the IPFS timeouts.
     pub restart_policy: RestartPolicy,
+    /// The libp2p host.
+    pub net: NetConfig,
+    /// Per-peer timeout of cluster-wide calls (status, peers, recover).
+    pub peer_call_timeout: Duration,
+    /// Re-allocate the pins of a peer that went down.
+    pub repinning: bool,
+    /// How long a peer must stay down before its pins are re-allocated.
+    pub repin_grace: Duration,
+    /// Most pins re-allocated per second by this peer.
+    pub repin_rate: u32,
+    /// Allocate only to trusted peers.
+    pub pin_only_on_trusted_peers: bool,
+    /// Allocate only to untrusted peers.
+    pub pin_only_on_untrusted_peers: bool,
+}
+
+/// How the peer agrees on the pinset.
+#[derive(Clone)]
+pub enum ConsensusMode {
+    /// Alone, over a plain store (also the stand-in for Raft until it exists).
+    Single(Arc<dyn StateStore>),
+    /// CRDT over gossip, the default.
+    Crdt {
+        /// The CRDT store.
+        store: Arc<CrdtStore>,
+        /// Batching and anti-entropy tuning.
+        settings: CrdtSettings,
+        /// Gossip topic of the consensus.
+        topic: String,
+    },
 }
 
 /// Errors starting a peer.
@@ -79,19 +113,23 @@ pub enum ClusterError {
 /// One running peer: cheap to clone, every clone drives the same actors.
 #[derive(Clone)]
 pub struct Cluster {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
-struct Inner {
-    settings: ClusterSettings,
-    supervisor: Supervisor,
-    ipfs: Arc<dyn IpfsConnector>,
-    consensus: Arc<dyn Consensus>,
-    state: Arc<dyn StateStore>,
-    consensus_ref: ActorRef<ConsensusMsg>,
-    tracker: ActorRef<TrackerMsg>,
-    monitor: ActorRef<MonitorMsg>,
-    metrics: Arc<Metrics>,
+pub(crate) struct Inner {
+    pub(crate) settings: ClusterSettings,
+    pub(crate) supervisor: Supervisor,
+    pub(crate) ipfs: Arc<dyn IpfsConnector>,
+    pub(crate) consensus: Arc<dyn Consensus>,
+    pub(crate) crdt: Option<Arc<CrdtConsensus>>,
+    pub(crate) state: Arc<dyn StateStore>,
+    pub(crate) consensus_ref: ActorRef<ConsensusMsg>,
+    pub(crate) tracker: ActorRef<TrackerMsg>,
+    pub(crate) monitor: ActorRef<MonitorMsg>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) net: Net,
+    pub(crate) trust: TrustSet,
+    pub(crate) cluster_addresses: Arc<std::sync::RwLock<Vec<String>>>,
 }
 
 /// How long API-facing asks to actors may take before answering 503.
@@ -106,7 +144,7 @@ impl Cluster {
     pub async fn start(
         settings: ClusterSettings,
         backend: Arc<dyn IpfsConnector>,
-        state: Arc<dyn StateStore>,
+        mode: ConsensusMode,
         metrics: Arc<Metrics>,
     ) -> Result<Cluster, ClusterError> {
         let supervisor = Supervisor::new("root", settings.heartbeat_interval);
@@ -129,6 +167,33 @@ impl Cluster {
             Err(_) => return Err(ClusterError::IpfsNotReady("timed out".into())),
         };
 
+        // The host comes up before consensus, which gossips through it.
+        let (inbound_tx, inbound_rx) = mpsc::channel::<InboundRpc>(1024);
+        let (gossip_tx, gossip_rx) = mpsc::channel::<GossipMessage>(16_384);
+        let (events_tx, _) = tokio::sync::broadcast::channel::<NetEvent>(1024);
+        let trust = settings.net.trust.clone();
+        let local_peer = settings.net.keypair.public().to_peer_id();
+        let net_ref = {
+            let (cfg, i, g, e) = (settings.net.clone(), inbound_tx, gossip_tx, events_tx.clone());
+            supervisor.spawn("net", 4096, base.clone(), move || NetActor::new(cfg.clone(), i.clone(), g.clone(), e.clone()))
+        };
+        let net = Net::new(net_ref, local_peer, settings.peer_call_timeout);
+        let cluster_addresses = Arc::new(std::sync::RwLock::new(Vec::new()));
+
+        let (changes_tx, changes_rx) = mpsc::channel(4096);
+        let (consensus, crdt, state): (Arc<dyn Consensus>, Option<Arc<CrdtConsensus>>, Arc<dyn StateStore>) = match mode {
+            ConsensusMode::Single(state) => (
+                Arc::new(SinglePeerConsensus::new(settings.peer_id.clone(), Arc::clone(&state), changes_tx)),
+                None,
+                state,
+            ),
+            ConsensusMode::Crdt { store, settings: crdt_settings, topic } => {
+                let network = Arc::new(NetCrdtNetwork { net: net.clone(), topic, timeout: settings.peer_call_timeout });
+                let c = CrdtConsensus::start(crdt_settings, Arc::clone(&store), network, trust.clone(), changes_tx);
+                (Arc::clone(&c) as Arc<dyn Consensus>, Some(c), store as Arc<dyn StateStore>)
+            }
+        };
+
         let tracker_cfg = TrackerConfig {
             self_peer: settings.peer_id.clone(),
             peername: settings.peername.clone(),
@@ -149,9 +214,6 @@ impl Cluster {
             })
         };
 
-        let (changes_tx, changes_rx) = mpsc::channel(4096);
-        let consensus: Arc<dyn Consensus> =
-            Arc::new(SinglePeerConsensus::new(settings.peer_id.clone(), Arc::clone(&state), changes_tx));
         consensus.ready().await.map_err(|e| ClusterError::Consensus(e.to_string()))?;
         let changes_rx = Arc::new(tokio::sync::Mutex::new(changes_rx));
         let restarted = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -163,7 +225,16 @@ impl Cluster {
         };
 
         let check = settings.monitor_check_interval;
-        let monitor = supervisor.spawn("monitor", 4096, base.clone(), move || MonitorActor::new(check));
+        let (alerts_tx, alerts_rx) = mpsc::channel::<Alert>(1024);
+        let links = MonitorLinks {
+            net: Some(net.clone()),
+            peerset: crdt.as_ref().map(|c| {
+                let c = Arc::clone(c);
+                Arc::new(move |peers: Vec<String>| c.set_peerset(peers)) as crate::monitor::PeersetHook
+            }),
+            alerts: Some(alerts_tx),
+        };
+        let monitor = supervisor.spawn("monitor", 16_384, base.clone(), move || MonitorActor::with_links(check, links.clone()));
         let queue_size: QueueSizeFn = {
             let tr = tracker.clone();
             Arc::new(move || {
@@ -176,7 +247,9 @@ impl Cluster {
             })
         };
         {
-            let (s, i, mo) = (settings.informers.clone(), Arc::clone(&ipfs), monitor.clone());
+            let mut s = settings.informers.clone();
+            s.cluster_addresses = Arc::clone(&cluster_addresses);
+            let (i, mo) = (Arc::clone(&ipfs), monitor.clone());
             supervisor.spawn("informer", 64, base.clone(), move || {
                 InformerActor::new(s.clone(), Arc::clone(&i), mo.clone(), Arc::clone(&queue_size))
             });
@@ -184,24 +257,40 @@ impl Cluster {
         {
             let (st, c, tr) = (Arc::clone(&state), consensus_ref.clone(), tracker.clone());
             let (a, b) = (settings.state_sync_interval, settings.pin_recover_interval);
-            supervisor.spawn("pinset_watcher", 16, base, move || {
+            supervisor.spawn("pinset_watcher", 16, base.clone(), move || {
                 SyncActor::new(Arc::clone(&st), c.clone(), tr.clone(), a, b)
             });
         }
         tracing::info!(peer = %settings.peer_id, peername = %settings.peername, ipfs = %ipfs_id.id, "cluster peer ready");
-        Ok(Cluster {
+        let cluster = Cluster {
             inner: Arc::new(Inner {
                 settings,
                 supervisor,
                 ipfs,
                 consensus,
+                crdt,
                 state,
                 consensus_ref,
                 tracker,
                 monitor,
                 metrics,
+                net,
+                trust,
+                cluster_addresses,
             }),
-        })
+        };
+        // These two act on behalf of the whole peer, so they hold a weak handle on it.
+        let inbound = Arc::new(tokio::sync::Mutex::new(inbound_rx));
+        let gossip = Arc::new(tokio::sync::Mutex::new(gossip_rx));
+        let weak = Arc::downgrade(&cluster.inner);
+        cluster.inner.supervisor.spawn("rpc", 1024, base.clone(), move || {
+            RpcServer::new(weak.clone(), Arc::clone(&inbound), Arc::clone(&gossip), events_tx.clone())
+        });
+        let weak = Arc::downgrade(&cluster.inner);
+        let alerts_rx = Arc::new(tokio::sync::Mutex::new(alerts_rx));
+        cluster.inner.supervisor.spawn("repinner", 64, base, move || Repinner::new(weak.clone(), Arc::clone(&alerts_rx)));
+        cluster.publish_addresses().await;
+        Ok(cluster)
     }
 
     /// The root supervisor (for health snapshots, chaos kills and meltdown signals).
@@ -217,35 +306,6 @@ impl Cluster {
         }
     }
 
-    /// `GET /id`.
-    pub async fn id(&self) -> ID {
-        let s = &self.inner.settings;
-        let ipfs = match tokio::time::timeout(Duration::from_secs(10), self.inner.ipfs.id()).await {
-            Ok(Ok(i)) => cluster_types::IpfsId { id: i.id, addresses: i.addresses, error: String::new() },
-            Ok(Err(e)) => IpfsId { error: e.to_string(), ..Default::default() },
-            Err(_) => IpfsId { error: "ipfs id timed out".into(), ..Default::default() },
-        };
-        let peers = self.inner.consensus.peers().await.unwrap_or_else(|_| vec![s.peer_id.clone()]);
-        ID {
-            id: s.peer_id.clone(),
-            addresses: Vec::new(),
-            cluster_peers: peers,
-            cluster_peers_addresses: Vec::new(),
-            version: cluster_types::VERSION.to_string(),
-            commit: String::new(),
-            rpc_protocol_version: cluster_types::RPC_PROTOCOL.to_string(),
-            error: String::new(),
-            ipfs,
-            peername: s.peername.clone(),
-        }
-    }
-
-    /// `GET /peers`: every member's ID (only this peer until multi-peer consensus exists).
-    pub fn peers(&self) -> BoxStream<'static, Result<ID, ApiError>> {
-        let this = self.clone();
-        futures::stream::once(async move { Ok(this.id().await) }).boxed()
-    }
-
     /// `POST /peers`: adding ourselves is a no-op; other peers need multi-peer consensus.
     pub async fn peer_add(&self, peer: &str) -> Result<ID, ApiError> {
         if peer.trim().is_empty() {
@@ -257,12 +317,7 @@ impl Cluster {
         Ok(self.id().await)
     }
 
-    /// `DELETE /peers/{peer}`.
-    pub async fn peer_rm(&self, peer: &str) -> Result<(), ApiError> {
-        self.inner.consensus.rm_peer(peer).await.map_err(ApiError::from)
-    }
-
-    fn state_get(&self, cid: &Cid) -> Result<Option<Pin>, ApiError> {
+    pub(crate) fn state_get(&self, cid: &Cid) -> Result<Option<Pin>, ApiError> {
         self.inner.state.get(cid).map_err(ApiError::from)
     }
 
@@ -327,7 +382,12 @@ impl Cluster {
         Ok(())
     }
 
-    async fn allocate(&self, pin: &Pin, current: &[String]) -> Result<Vec<String>, ApiError> {
+    pub(crate) async fn allocate(&self, pin: &Pin, current: &[String]) -> Result<Vec<String>, ApiError> {
+        self.allocate_excluding(pin, current, &[]).await
+    }
+
+    /// Allocation (§10) with `blacklist` excluded, honouring the trusted/untrusted-only rules.
+    pub(crate) async fn allocate_excluding(&self, pin: &Pin, current: &[String], blacklist: &[String]) -> Result<Vec<String>, ApiError> {
         if pin.is_pin_everywhere() {
             return Ok(Vec::new());
         }
@@ -339,7 +399,14 @@ impl Cluster {
                 .ask_timeout(|reply| MonitorMsg::Latest { name: name.clone(), reply }, ASK_TIMEOUT)
                 .await
                 .map_err(|_| unavailable("the monitor"))?;
-            let by_peer: BTreeMap<String, Metric> = latest.into_iter().map(|m| (m.peer.clone(), m)).collect();
+            let s = &self.inner.settings;
+            let trust = &self.inner.trust;
+            let by_peer: BTreeMap<String, Metric> = latest
+                .into_iter()
+                .filter(|m| !s.pin_only_on_trusted_peers || trust.is_trusted(&m.peer))
+                .filter(|m| !s.pin_only_on_untrusted_peers || !trust.is_trusted(&m.peer))
+                .map(|m| (m.peer.clone(), m))
+                .collect();
             metrics.push((name.clone(), by_peer));
         }
         let req = AllocationRequest {
@@ -347,13 +414,13 @@ impl Cluster {
             rf_max: pin.options.replication_factor_max,
             current,
             priority: &pin.options.user_allocations,
-            blacklist: &[],
+            blacklist,
             metrics: &metrics,
         };
         allocate(&req).map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))
     }
 
-    async fn commit_pin(&self, pin: Pin) -> Result<Pin, ApiError> {
+    pub(crate) async fn commit_pin(&self, pin: Pin) -> Result<Pin, ApiError> {
         self.commit(pin, |pin, reply| ConsensusMsg::LogPin { pin, reply }).await
     }
 
@@ -433,7 +500,7 @@ impl Cluster {
 
     /// Sends a streaming request to the tracker and turns its per-peer answers into
     /// cluster-wide ones.
-    fn tracker_stream(
+    pub(crate) fn tracker_stream(
         &self,
         request: impl FnOnce(mpsc::Sender<Result<PinInfo, ApiError>>) -> TrackerMsg + Send + 'static,
     ) -> BoxStream<'static, Result<GlobalPinInfo, ApiError>> {
@@ -449,45 +516,12 @@ impl Cluster {
     }
 
     /// Asks the tracker about one CID.
-    async fn tracker_ask(
+    pub(crate) async fn tracker_ask(
         &self,
         request: impl FnOnce(oneshot::Sender<PinInfo>) -> TrackerMsg,
     ) -> Result<GlobalPinInfo, ApiError> {
         let info = self.inner.tracker.ask_timeout(request, ASK_TIMEOUT).await.map_err(|_| unavailable("the pin tracker"))?;
         Ok(GlobalPinInfo::from_pin_info(info))
-    }
-
-    /// `GET /pins`: streams the status of every pin, filtered.
-    pub fn status_all(&self, filter: TrackerStatusFilter, _local: bool) -> BoxStream<'static, Result<GlobalPinInfo, ApiError>> {
-        self.tracker_stream(move |out| TrackerMsg::StatusAll { filter, out })
-    }
-
-    /// `GET /pins/{cid}`.
-    pub async fn status(&self, cid: Cid, _local: bool) -> Result<GlobalPinInfo, ApiError> {
-        self.tracker_ask(|reply| TrackerMsg::Status { cid, reply }).await
-    }
-
-    /// `POST /pins/recover`: streams only the items that were re-queued.
-    pub fn recover_all(&self, _local: bool) -> BoxStream<'static, Result<GlobalPinInfo, ApiError>> {
-        self.tracker_stream(|out| TrackerMsg::RecoverAll { out })
-    }
-
-    /// `POST /pins/{cid}/recover`.
-    pub async fn recover(&self, cid: Cid, _local: bool) -> Result<GlobalPinInfo, ApiError> {
-        self.tracker_ask(|reply| TrackerMsg::Recover { cid, reply }).await
-    }
-
-    /// `POST /ipfs/gc`.
-    pub async fn repo_gc(&self, _local: bool) -> Result<GlobalRepoGc, ApiError> {
-        let s = &self.inner.settings;
-        let mut gc = RepoGc { peer: s.peer_id.clone(), peername: s.peername.clone(), ..Default::default() };
-        match self.inner.ipfs.repo_gc().await {
-            Ok(keys) => {
-                gc.keys = keys.into_iter().map(|k| IpfsRepoGc { key: k.to_string(), error: String::new() }).collect()
-            }
-            Err(e) => gc.error = e.to_string(),
-        }
-        Ok(GlobalRepoGc { peer_map: BTreeMap::from([(s.peer_id.clone(), gc)]) })
     }
 
     /// `GET /monitor/metrics`.

@@ -42,6 +42,9 @@ pub struct InformerSettings {
     pub pinqueue: Option<(Duration, u64)>,
     /// Where the embedded IPFS repo lives, to measure free disk space when IPFS reports no limit.
     pub repo_path: Option<PathBuf>,
+    /// This peer's cluster swarm addresses (`/…/p2p/<id>`), carried in the ping metric so
+    /// peers that only meet through gossip can dial each other. Filled once the host listens.
+    pub cluster_addresses: Arc<std::sync::RwLock<Vec<String>>>,
 }
 
 /// The informer actor takes no messages: it publishes on its timer.
@@ -80,6 +83,8 @@ impl InformerActor {
             received_at: 0,
         };
         m.set_ttl(ttl);
+        // The send time, from which receivers derive the TTL (see the monitor).
+        m.received_at = cluster_types::Timestamp::now().unix_nanos();
         m
     }
 
@@ -91,6 +96,7 @@ impl InformerActor {
             "peer_name": s.peername,
             "ipfs_id": ipfs_id.as_ref().map(|i| i.id.clone()).unwrap_or_default(),
             "ipfs_addresses": ipfs_id.as_ref().map(|i| i.addresses.clone()).unwrap_or_default(),
+            "cluster_addresses": s.cluster_addresses.read().map(|a| a.clone()).unwrap_or_default(),
         });
         out.push(self.metric("ping", ping_value.to_string(), 0, s.ping_interval * 2, true, false));
         if let Some(ttl) = s.disk_ttl {

@@ -1,15 +1,21 @@
 //! The peer monitor: latest metrics per (name, peer), expiry checks and alerts.
 //!
-//! [`MetricStore`] is the pure core; [`MonitorActor`] feeds it published metrics and ticks.
+//! [`MetricStore`] is the pure core; [`MonitorActor`] feeds it metrics (this peer's, which it
+//! also broadcasts on the `monitor.metrics` gossip topic, and other peers', received from
+//! it) and ticks. The peers with a valid `ping` metric are the CRDT peerset; each check
+//! hands that set to the peerset hook and every `ping` alert to the repinner.
 //! Unlike the original, every alert is kept (up to a bound, oldest dropped first) and the alert
 //! path never stops consuming, whatever the repinning setting.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use cluster_actors::{Actor, ActorError, Context};
+use cluster_net::Net;
 use cluster_types::{Alert, Metric, Timestamp};
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 /// How many alerts are kept for `/health/alerts`.
 pub const MAX_ALERTS: usize = 1000;
@@ -36,6 +42,22 @@ impl MetricStore {
             .get(name)
             .map(|peers| peers.values().filter(|m| m.valid && !m.expired_at(now_nanos)).cloned().collect())
             .unwrap_or_default()
+    }
+
+    /// Makes `peer`'s metric `name` expire at `at_nanos` at the latest (a lost connection
+    /// need not wait out a long TTL).
+    pub fn expire_early(&mut self, name: &str, peer: &str, at_nanos: i64) {
+        if let Some(m) = self.latest.get_mut(name).and_then(|p| p.get_mut(peer)) {
+            m.expire = m.expire.min(at_nanos);
+        }
+    }
+
+    /// Forgets every metric of `peer` (it was removed from the cluster).
+    pub fn forget(&mut self, peer: &str) {
+        for peers in self.latest.values_mut() {
+            peers.remove(peer);
+        }
+        self.alerted.retain(|(_, p)| p != peer);
     }
 
     /// Names of every metric seen.
@@ -72,8 +94,19 @@ impl MetricStore {
 
 /// Messages of the monitor actor.
 pub enum MonitorMsg {
-    /// A metric published by an informer (or, later, received from another peer).
+    /// A metric of this peer, from an informer: stored and broadcast.
     Publish(Metric),
+    /// A metric received from another peer over gossip: stored only.
+    Remote(Metric),
+    /// The last connection to a peer closed: its ping expires within the grace given.
+    PeerDown {
+        /// The peer.
+        peer: String,
+        /// How long it may stay silent before its ping expires.
+        grace: Duration,
+    },
+    /// Forget a removed peer's metrics.
+    Forget(String),
     /// Latest valid metrics of a name.
     Latest {
         /// Metric name.
@@ -93,17 +126,46 @@ pub enum MonitorMsg {
     },
 }
 
+/// Receives the peers with a valid ping metric after every check.
+pub type PeersetHook = Arc<dyn Fn(Vec<String>) + Send + Sync>;
+
+/// Where the monitor sends things: gossip, the peerset and the repinner.
+#[derive(Clone, Default)]
+pub struct MonitorLinks {
+    /// Broadcasts this peer's metrics.
+    pub net: Option<Net>,
+    /// Receives the peerset.
+    pub peerset: Option<PeersetHook>,
+    /// Receives `ping` alerts.
+    pub alerts: Option<mpsc::Sender<Alert>>,
+}
+
+/// The gossip topic of metrics (the original's).
+pub const METRICS_TOPIC: &str = "monitor.metrics";
+
 /// The monitor actor.
 pub struct MonitorActor {
     store: MetricStore,
     check_interval: Duration,
     received: u64,
+    links: MonitorLinks,
 }
 
 impl MonitorActor {
-    /// A monitor checking expiries every `check_interval`.
+    /// A monitor checking expiries every `check_interval`, without links (tests).
     pub fn new(check_interval: Duration) -> Self {
-        MonitorActor { store: MetricStore::default(), check_interval, received: 0 }
+        Self::with_links(check_interval, MonitorLinks::default())
+    }
+
+    /// A monitor wired to gossip, the peerset and the repinner.
+    pub fn with_links(check_interval: Duration, links: MonitorLinks) -> Self {
+        MonitorActor { store: MetricStore::default(), check_interval, received: 0, links }
+    }
+
+    fn publish_peerset(&self, now: i64) {
+        if let Some(hook) = &self.links.peerset {
+            hook(self.store.latest_valid("ping", now).into_iter().map(|m| m.peer).collect());
+        }
     }
 }
 
@@ -114,8 +176,38 @@ impl Actor for MonitorActor {
         let now = Timestamp::now().unix_nanos();
         match msg {
             MonitorMsg::Publish(m) => {
-                self.received += 1;
+                if let Some(net) = &self.links.net
+                    && let Ok(bytes) = serde_json::to_vec(&m)
+                {
+                    net.publish(METRICS_TOPIC, bytes);
+                }
+                let ping = m.name == "ping";
                 self.store.add(m, now);
+                if ping {
+                    self.publish_peerset(now);
+                }
+            }
+            MonitorMsg::Remote(mut m) => {
+                self.received += 1;
+                // Expiry is rebased on our clock: the sender stamps its send time in
+                // `received_at`, so only the TTL crosses the wire and clock skew between
+                // peers cannot expire (or immortalise) a metric.
+                if m.received_at > 0 && m.expire > m.received_at {
+                    m.expire = now.saturating_add(m.expire - m.received_at);
+                }
+                let new_ping = m.name == "ping" && self.store.latest_valid("ping", now).iter().all(|p| p.peer != m.peer);
+                self.store.add(m, now);
+                if new_ping {
+                    self.publish_peerset(now);
+                }
+            }
+            MonitorMsg::PeerDown { peer, grace } => {
+                let at = now.saturating_add(i64::try_from(grace.as_nanos()).unwrap_or(i64::MAX));
+                self.store.expire_early("ping", &peer, at);
+            }
+            MonitorMsg::Forget(peer) => {
+                self.store.forget(&peer);
+                self.publish_peerset(now);
             }
             MonitorMsg::Latest { name, reply } => {
                 let _ = reply.send(self.store.latest_valid(&name, now));
@@ -135,9 +227,19 @@ impl Actor for MonitorActor {
     }
 
     async fn tick(&mut self, _ctx: &Context<MonitorMsg>) -> Result<(), ActorError> {
-        for a in self.store.check(Timestamp::now().unix_nanos()) {
+        let now = Timestamp::now().unix_nanos();
+        for a in self.store.check(now) {
             tracing::warn!(metric = %a.metric.name, peer = %a.metric.peer, "metric expired: alert");
+            // The alert path never blocks and never stops: a full repinner queue drops the
+            // alert (it stays listed in /health/alerts) rather than wedging the monitor.
+            if a.metric.name == "ping"
+                && let Some(tx) = &self.links.alerts
+                && tx.try_send(a.clone()).is_err()
+            {
+                tracing::warn!(peer = %a.metric.peer, "repinner busy: ping alert not forwarded");
+            }
         }
+        self.publish_peerset(now);
         Ok(())
     }
 

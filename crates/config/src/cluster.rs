@@ -72,6 +72,12 @@ pub struct ClusterConfig {
     pub pin_only_on_untrusted_peers: bool,
     /// Do not re-allocate pins of peers that went down.
     pub disable_repinning: bool,
+    /// How long a peer must stay down before its pins are re-allocated (not in the original:
+    /// it re-pinned on the first alert).
+    #[serde(with = "serde_go")]
+    pub repin_grace_period: Duration,
+    /// Most pins one peer re-allocates per second after a peer is lost (not in the original).
+    pub repin_rate_limit: u32,
     /// Follower peers cannot modify the pinset (omitted from the file while false).
     #[serde(skip_serializing_if = "is_false")]
     pub follower_mode: bool,
@@ -118,6 +124,8 @@ impl Default for ClusterConfig {
             pin_only_on_trusted_peers: false,
             pin_only_on_untrusted_peers: false,
             disable_repinning: true,
+            repin_grace_period: Duration::from_secs(60),
+            repin_rate_limit: 100,
             follower_mode: false,
             peerstore_file: DEFAULT_PEERSTORE_FILE.to_string(),
             peer_addresses: Vec::new(),
@@ -228,6 +236,9 @@ impl ClusterConfig {
         check::positive(errs, "cluster.pin_recover_interval", self.pin_recover_interval);
         check::positive(errs, "cluster.monitor_ping_interval", self.monitor_ping_interval);
         check::positive(errs, "cluster.peer_watch_interval", self.peer_watch_interval);
+        if self.repin_rate_limit == 0 {
+            errs.push("cluster.repin_rate_limit", "must be at least 1 pin per second");
+        }
         check::non_empty(errs, "cluster.peerstore_file", &self.peerstore_file);
 
         if let Err(e) = check_replication(self.replication_factor_min, self.replication_factor_max) {

@@ -95,3 +95,25 @@ pub struct GlobalRepoGc {
     /// Result per peer id.
     pub peer_map: std::collections::BTreeMap<String, RepoGc>,
 }
+
+/// `GET /health/graph`: the cluster's connectivity (field names of the original).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectGraph {
+    /// The peer that drew the graph.
+    pub cluster_id: String,
+    /// Peer id → peer name.
+    #[serde(default)]
+    pub id_to_peername: std::collections::BTreeMap<String, String>,
+    /// IPFS peer id → IPFS peers it is connected to (among the cluster's IPFS nodes).
+    #[serde(default)]
+    pub ipfs_links: std::collections::BTreeMap<String, Vec<String>>,
+    /// Cluster peer → cluster peers it is connected to.
+    #[serde(default)]
+    pub cluster_links: std::collections::BTreeMap<String, Vec<String>>,
+    /// Cluster peer → whether the drawing peer trusts it.
+    #[serde(default)]
+    pub cluster_trust_links: std::collections::BTreeMap<String, bool>,
+    /// Cluster peer → its IPFS peer id.
+    #[serde(default)]
+    pub cluster_to_ipfs: std::collections::BTreeMap<String, String>,
+}

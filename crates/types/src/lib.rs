@@ -16,7 +16,7 @@ pub mod time;
 
 pub use duration::{format_go_duration, parse_go_duration, DurationParseError};
 pub use error::{ApiError, ErrorCode};
-pub use id::{GlobalRepoGc, IpfsId, IpfsRepoGc, PeerId, RepoGc, Version, ID};
+pub use id::{ConnectGraph, GlobalRepoGc, IpfsId, IpfsRepoGc, PeerId, RepoGc, Version, ID};
 pub use metric::{Alert, Metric};
 pub use pin::{AddedOutput, Pin, PinMode, PinOptions, PinType, PinTypeFilter};
 pub use status::{GlobalPinInfo, PinInfo, PinInfoShort, TrackerStatus, TrackerStatusFilter};

@@ -1,17 +1,23 @@
 //! The pinset CRDT's pure core: versioned entries, the merge rule, their wire encoding and
 //! anti-entropy buckets. No IO here.
 //!
-//! The pinset is a map CID → entry, each entry a last-writer-wins register whose value is
-//! either a pin or a tombstone. Versions are `(hlc, author)`: a hybrid logical clock reading
-//! (microseconds, never going backwards, pushed past every version a peer has seen) and the
-//! writing peer's id as a tie-breaker. Merging keeps the greater version, which makes merge
-//! commutative, associative and idempotent (property-tested below): replicas that received
-//! the same entries, in any order and any number of times, hold the same map.
+//! The pinset is a map CID → entry, each entry a pin or a tombstone. A pin carries its
+//! version `(hlc, author)`: a hybrid logical clock reading (microseconds, never going
+//! backwards, pushed past every version a peer has merged) and the writing peer's id. A
+//! tombstone carries the version *of the pin it removes* — the one its author saw.
 //!
-//! **Concurrent pin and unpin of one CID:** the write with the greater version wins. Because
-//! every peer's clock is pushed past every version it has merged, a write made *after*
-//! seeing another always wins over it; between truly concurrent writes (e.g. on two sides
-//! of a partition) the later one by clock wins, ties going to the greater peer id.
+//! Entries are totally ordered by `(version, is_tombstone)` and merging keeps the greatest,
+//! which makes merge commutative, associative and idempotent (property-tested below):
+//! replicas that received the same entries, in any order and any number of times, hold the
+//! same map. What that order means:
+//!
+//! * an unpin beats exactly the pin it saw (same version, tombstone ranks above);
+//! * **a pin concurrent with an unpin wins** (add-wins, as the original's go-ds-crdt set):
+//!   a pin the unpinning peer had not seen was written after the version it removed — its
+//!   author had seen that version, so its clock is past it — and so ranks higher. This does
+//!   not depend on wall clocks agreeing between peers;
+//! * two concurrent pins of one CID (say, different names): the greater version wins, i.e.
+//!   the later by the writers' clocks, ties going to the greater peer id.
 
 use cluster_state::record;
 use cluster_types::{Cid, Pin};
@@ -44,9 +50,9 @@ pub struct Entry {
     pub pin: Option<Pin>,
 }
 
-/// True when an entry at `incoming` replaces one at `current`.
-pub fn wins(incoming: &Version, current: Option<&Version>) -> bool {
-    current.is_none_or(|c| incoming > c)
+/// True when an entry (`version`, present or tombstone) replaces the current one.
+pub fn wins(incoming: &Version, incoming_present: bool, current: Option<(&Version, bool)>) -> bool {
+    current.is_none_or(|(v, present)| (incoming, !incoming_present) > (v, !present))
 }
 
 /// The bucket of a CID: spread by hash so that buckets are balanced whatever the CIDs.
@@ -210,8 +216,8 @@ pub fn decode_entries(buf: &[u8]) -> Result<Vec<Entry>, ConsensusError> {
 /// Merges `incoming` into a plain map: the reference semantics the store implements.
 pub fn merge_into(map: &mut std::collections::BTreeMap<Vec<u8>, (Version, Option<Pin>)>, incoming: &Entry) -> bool {
     let key = incoming.cid.to_bytes();
-    let current = map.get(&key).map(|(v, _)| v);
-    if wins(&incoming.version, current) {
+    let current = map.get(&key).map(|(v, p)| (v, p.is_some()));
+    if wins(&incoming.version, incoming.pin.is_some(), current) {
         map.insert(key, (incoming.version.clone(), incoming.pin.clone()));
         true
     } else {
@@ -279,8 +285,8 @@ mod tests {
             let (a, b) = shuffled.split_at(shuffled.len() / 2);
             let mut left = merged(a);
             for (k, (v, p)) in merged(b) {
-                let cur = left.get(&k).map(|(v, _)| v.clone());
-                if wins(&v, cur.as_ref()) { left.insert(k, (v, p)); }
+                let cur = left.get(&k).map(|(v, p)| (v.clone(), p.is_some()));
+                if wins(&v, p.is_some(), cur.as_ref().map(|(v, p)| (v, *p))) { left.insert(k, (v, p)); }
             }
             prop_assert_eq!(&left, &reference);
         }
@@ -298,12 +304,17 @@ mod tests {
     }
 
     #[test]
-    fn later_write_wins_ties_go_to_greater_peer() {
+    fn unpin_beats_the_pin_it_saw_and_loses_to_a_newer_one() {
         let pin = entry(1, 10, 0, true);
-        let unpin = entry(1, 11, 0, false);
+        let unpin = entry(1, 10, 0, false); // removes version (10, peer0)
         assert!(merged(&[pin.clone(), unpin.clone()]).values().all(|(_, p)| p.is_none()));
-        let tie_a = entry(1, 10, 1, false);
-        assert!(wins(&tie_a.version, Some(&pin.version)), "same clock: greater peer id wins");
+        assert!(merged(&[unpin.clone(), pin.clone()]).values().all(|(_, p)| p.is_none()));
+        let concurrent_pin = entry(1, 11, 2, true);
+        for order in [[unpin.clone(), concurrent_pin.clone()], [concurrent_pin.clone(), unpin.clone()]] {
+            assert!(merged(&order).values().all(|(_, p)| p.is_some()), "add wins");
+        }
+        let other = entry(1, 10, 1, true);
+        assert!(wins(&other.version, true, Some((&pin.version, true))), "same clock: greater peer id wins");
     }
 
     #[test]

@@ -29,6 +29,8 @@ use crate::StateChange;
 pub const FORMAT_VERSION: u32 = 1;
 const KEY_FORMAT: &[u8] = b"crdt_format_version";
 const KEY_COUNT: &[u8] = b"pin_count";
+/// The marker of the single-peer layout ([`cluster_state::FjallState`]).
+const PLAIN_FORMAT_KEY: &[u8] = b"format_version";
 
 /// Anti-entropy digests: one fingerprint per bucket.
 pub type Digests = Vec<[u8; 16]>;
@@ -101,7 +103,7 @@ impl CrdtStore {
         info!(path = %dir.display(), pins = present, entries, "opened crdt store");
         let hlc = Hlc::default();
         hlc.observe(max_hlc);
-        Ok(CrdtStore {
+        let store = CrdtStore {
             db,
             pins,
             clock,
@@ -111,7 +113,34 @@ impl CrdtStore {
             author: author.to_string(),
             hlc,
             path: dir.to_path_buf(),
-        })
+        };
+        store.migrate_plain_layout()?;
+        Ok(store)
+    }
+
+    /// A folder written by the single-peer store (same `pins` keyspace, no clock) is
+    /// migrated once: every pin gets a version from this peer, then the old marker goes.
+    fn migrate_plain_layout(&self) -> Result<(), StateError> {
+        if self.meta.get(PLAIN_FORMAT_KEY)?.is_none() {
+            return Ok(());
+        }
+        let mut batch = Vec::with_capacity(1024);
+        let mut migrated = 0u64;
+        for guard in self.pins.iter() {
+            let value = guard.value()?;
+            batch.push(StateOp::Put(record::decode(&value)?));
+            if batch.len() == 1024 {
+                migrated += batch.len() as u64;
+                self.merge(&self.local_entries(&batch))?;
+                batch.clear();
+            }
+        }
+        migrated += batch.len() as u64;
+        self.merge(&self.local_entries(&batch))?;
+        self.meta.remove(PLAIN_FORMAT_KEY)?;
+        self.db.persist(PersistMode::SyncAll)?;
+        info!(path = %self.path.display(), pins = migrated, "migrated a single-peer state to the crdt layout");
+        Ok(())
     }
 
     /// This peer's id, stamped on local writes.
@@ -124,17 +153,43 @@ impl CrdtStore {
         &self.path
     }
 
-    /// Versions local writes: each op becomes an entry newer than anything seen.
+    /// Versions local writes: a pin gets a version newer than anything seen; a removal
+    /// becomes a tombstone of the version it removes (see [`entry`] for why). Removing an
+    /// absent pin yields nothing.
     pub fn local_entries(&self, ops: &[StateOp]) -> Vec<Entry> {
-        ops.iter()
-            .map(|op| {
-                let version = Version { hlc: self.hlc.now(), author: self.author.clone() };
-                match op {
-                    StateOp::Put(pin) => Entry { cid: pin.cid, version, pin: Some(pin.clone()) },
-                    StateOp::Remove(cid) => Entry { cid: *cid, version, pin: None },
+        // Within one batch, a removal after a put of the same CID removes that put.
+        let mut pending: HashMap<Vec<u8>, Option<Version>> = HashMap::new();
+        let mut out = Vec::with_capacity(ops.len());
+        for op in ops {
+            match op {
+                StateOp::Put(pin) => {
+                    let version = Version { hlc: self.hlc.now(), author: self.author.clone() };
+                    pending.insert(pin.cid.to_bytes(), Some(version.clone()));
+                    out.push(Entry { cid: pin.cid, version, pin: Some(pin.clone()) });
                 }
-            })
-            .collect()
+                StateOp::Remove(cid) => {
+                    let key = cid.to_bytes();
+                    let seen = match pending.get(&key) {
+                        Some(v) => v.clone(),
+                        None => self.current_version(&key),
+                    };
+                    if let Some(version) = seen {
+                        pending.insert(key, None);
+                        out.push(Entry { cid: *cid, version, pin: None });
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The version of the present pin of a CID, if any.
+    fn current_version(&self, cid_bytes: &[u8]) -> Option<Version> {
+        let v = self.clock.get(clock_key(cid_bytes)).ok()??;
+        match entry::decode_version(&v) {
+            Ok((version, true)) => Some(version),
+            _ => None,
+        }
     }
 
     /// Merges entries (local or remote) in one atomic batch and returns the resulting
@@ -151,7 +206,7 @@ impl CrdtStore {
             self.hlc.observe(e.version.hlc);
             let key = e.cid.to_bytes();
             match best.get(&key) {
-                Some(cur) if !entry::wins(&e.version, Some(&cur.version)) => {}
+                Some(cur) if !entry::wins(&e.version, e.pin.is_some(), Some((&cur.version, cur.pin.is_some()))) => {}
                 Some(_) => {
                     best.insert(key, e);
                 }
@@ -173,7 +228,7 @@ impl CrdtStore {
                 Some(v) => Some(entry::decode_version(&v).map_err(corrupt)?),
                 None => None,
             };
-            if !entry::wins(&e.version, current.as_ref().map(|(v, _)| v)) {
+            if !entry::wins(&e.version, e.pin.is_some(), current.as_ref().map(|(v, p)| (v, *p))) {
                 continue;
             }
             let b = entry::bucket(&key) as usize;
