@@ -138,7 +138,7 @@ impl FromStr for HashFunction {
         let blake = |rest: &str, max_bits: u32| -> Option<u8> {
             let bits: u32 = rest.parse().ok()?;
             // Below 160 bits Kubo's block validation calls the hash insecure.
-            (bits % 8 == 0 && (160..=max_bits).contains(&bits)).then(|| (bits / 8) as u8)
+            (bits.is_multiple_of(8) && (160..=max_bits).contains(&bits)).then_some((bits / 8) as u8)
         };
         if let Some(rest) = name.strip_prefix("blake2b-") {
             return blake(rest, 512).map(HashFunction::Blake2b).ok_or_else(unknown);

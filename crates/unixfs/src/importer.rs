@@ -333,6 +333,97 @@ fn split_path(path: &str) -> Result<Vec<String>, UnixfsError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::NullSink;
+
+    fn importer(wrap: bool) -> Importer {
+        Importer::new(&AddOptions { wrap_with_directory: wrap, ..AddOptions::default() }).unwrap()
+    }
+
+    fn add(i: &mut Importer, path: &str, data: &[u8]) -> Result<AddedEntry, UnixfsError> {
+        i.add_file(path, &mut &data[..], &mut NullSink)
+    }
+
+    #[test]
+    fn refuses_clashing_entries() {
+        let mut i = importer(true);
+        add(&mut i, "d/f", b"1").unwrap();
+        assert!(matches!(add(&mut i, "d/f", b"2"), Err(UnixfsError::DuplicateEntry(p)) if p == "d/f"));
+        assert!(matches!(add(&mut i, "d/f/g", b"2"), Err(UnixfsError::NotADirectory(p)) if p == "d/f"));
+        assert!(matches!(i.add_dir("d/f", &mut NullSink), Err(UnixfsError::NotADirectory(_))));
+        assert!(matches!(add(&mut i, "d", b"2"), Err(UnixfsError::DuplicateEntry(_))));
+        i.add_dir("d", &mut NullSink).unwrap();
+        i.add_dir("d/e/f", &mut NullSink).unwrap();
+        assert!(matches!(add(&mut i, "/abs", b""), Err(UnixfsError::InvalidPath { .. })));
+        i.finish(&mut NullSink).unwrap();
+    }
+
+    #[test]
+    fn top_level_entries_must_be_contiguous_without_wrapping() {
+        let mut i = importer(false);
+        add(&mut i, "a/x", b"1").unwrap();
+        add(&mut i, "b", b"2").unwrap();
+        assert!(matches!(add(&mut i, "a/y", b"3"), Err(UnixfsError::NonContiguousEntry(_))));
+        // The finished directory was reported when `b` began, before `b` itself.
+        let names: Vec<String> = i.take_entries().into_iter().map(|e| e.name).collect();
+        assert_eq!(names, ["a/x", "a", "b"]);
+        let result = i.finish(&mut NullSink).unwrap();
+        assert_eq!(result.root.name, "b");
+        assert!(result.entries.is_empty());
+
+        // With wrapping, any order goes: everything lands in one directory.
+        let mut i = importer(true);
+        add(&mut i, "a/x", b"1").unwrap();
+        add(&mut i, "b", b"2").unwrap();
+        add(&mut i, "a/y", b"3").unwrap();
+        let result = i.finish(&mut NullSink).unwrap();
+        let names: Vec<String> = result.entries.iter().map(|e| e.name.clone()).collect();
+        assert_eq!(names, ["a/x", "b", "a/y", "a", ""]);
+        assert_eq!(result.root.bytes, 3);
+    }
+
+    #[test]
+    fn interleaved_files_stream_independently() {
+        let mut i = importer(true);
+        let mut a = i.begin_file("a", &mut NullSink).unwrap();
+        let mut b = i.begin_file("b", &mut NullSink).unwrap();
+        a.write(b"hello ", &mut NullSink).unwrap();
+        b.write(b"other", &mut NullSink).unwrap();
+        a.write(b"world\n", &mut NullSink).unwrap();
+        assert_eq!(a.bytes_written(), 12);
+        assert_eq!(a.path(), "a");
+        let ea = i.finish_file(a, &mut NullSink).unwrap();
+        i.finish_file(b, &mut NullSink).unwrap();
+        assert_eq!(ea.cid.to_string(), "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o");
+    }
+
+    #[test]
+    fn nothing_added() {
+        assert!(matches!(importer(false).finish(&mut NullSink), Err(UnixfsError::NothingAdded)));
+        // Wrapping nothing gives the empty directory, as Kubo wraps an empty upload.
+        let r = importer(true).finish(&mut NullSink).unwrap();
+        assert_eq!(r.root.cid.to_string(), "QmUNLLsPACCz1vLxQVkXqqLX5R1X345qqfHbsf67hvA3Nn");
+        assert_eq!(r.root.size, 4);
+    }
+
+    #[test]
+    fn directories_kubo_would_shard_are_refused() {
+        // Each link counts its name plus a 34-byte CIDv0 towards Kubo's 256 KiB estimate.
+        let name_len = 222;
+        let per_link = name_len + 34;
+        let fits = HAMT_SHARDING_THRESHOLD / per_link - 1;
+        for (count, ok) in [(fits, true), (HAMT_SHARDING_THRESHOLD / per_link, false)] {
+            let mut i = importer(false);
+            for n in 0..count {
+                let path = format!("big/{n:0>width$}", width = name_len);
+                i.add_symlink(&path, "t", &mut NullSink).unwrap();
+            }
+            let result = i.finish(&mut NullSink);
+            assert_eq!(result.is_ok(), ok, "{count} entries");
+            if !ok {
+                assert!(matches!(result, Err(UnixfsError::DirectoryNeedsSharding { path, .. }) if path == "big"));
+            }
+        }
+    }
 
     #[test]
     fn paths() {

@@ -186,3 +186,165 @@ impl Trickle {
         emit_file_node(&children, settings, sink)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use crate::testutil::{Shape, index, pseudo_random, read_file};
+    use crate::{AddOptions, Block, Chunker, HashFunction, Layout, MAX_LINKS, import_bytes};
+
+    /// Kubo's balanced builder, transcribed as a recursive shape generator over `n` leaves:
+    /// the first leaf is the root, then each round wraps the root as the first child of a
+    /// new root filled with subtrees one level shallower.
+    fn balanced_reference(n: usize) -> Shape {
+        fn fill(children: &mut Vec<Shape>, depth: u32, remaining: &mut usize) {
+            while children.len() < MAX_LINKS && *remaining > 0 {
+                if depth == 1 {
+                    children.push(Shape::Leaf);
+                    *remaining -= 1;
+                } else {
+                    let mut sub = Vec::new();
+                    fill(&mut sub, depth - 1, remaining);
+                    children.push(Shape::Node(sub));
+                }
+            }
+        }
+        let mut remaining = n - 1;
+        let mut root = Shape::Leaf;
+        let mut depth = 1;
+        while remaining > 0 {
+            let mut children = vec![root];
+            fill(&mut children, depth, &mut remaining);
+            root = Shape::Node(children);
+            depth += 1;
+        }
+        root
+    }
+
+    /// Kubo's trickle builder, transcribed the same way: a node takes up to 174 leaves,
+    /// then 4 subtrees of each depth below its own limit.
+    fn trickle_reference(n: usize) -> Shape {
+        fn fill(max_depth: Option<u32>, remaining: &mut usize) -> Vec<Shape> {
+            let mut children = Vec::new();
+            while children.len() < MAX_LINKS && *remaining > 0 {
+                children.push(Shape::Leaf);
+                *remaining -= 1;
+            }
+            let mut depth = 1;
+            while max_depth.is_none_or(|m| depth < m) && *remaining > 0 {
+                for _ in 0..4 {
+                    if *remaining == 0 {
+                        break;
+                    }
+                    children.push(Shape::Node(fill(Some(depth), remaining)));
+                }
+                depth += 1;
+            }
+            children
+        }
+        let mut remaining = n;
+        Shape::Node(fill(None, &mut remaining))
+    }
+
+    /// Imports `data` and reads the DAG back, checking every block and link on the way.
+    fn import_and_read(data: &[u8], options: &AddOptions) -> (Shape, u64, usize) {
+        let mut blocks: Vec<Block> = Vec::new();
+        let root = import_bytes(data, options, &mut blocks).unwrap();
+        let index = index(&blocks, options.hash);
+        assert_eq!(index.len(), blocks.len().min(index.len()));
+        let max_links = (options.layout == Layout::Balanced).then_some(MAX_LINKS);
+        let (shape, content, size) = read_file(&index, &root.cid, max_links);
+        assert_eq!(content, data, "the DAG reads back as the input");
+        assert_eq!(size, root.size, "reported size is the cumulative size");
+        assert_eq!(root.bytes, data.len() as u64);
+        // Children are emitted before their parents, and the root last.
+        assert_eq!(blocks.last().unwrap().cid, root.cid);
+        (shape, root.size, blocks.len())
+    }
+
+    fn one_byte_chunks(layout: Layout, raw_leaves: bool) -> AddOptions {
+        AddOptions { chunker: Chunker::Size(1), layout, raw_leaves: Some(raw_leaves), ..AddOptions::default() }
+    }
+
+    #[test]
+    fn balanced_shapes_at_the_boundaries() {
+        let m = MAX_LINKS;
+        for n in [1, 2, m - 1, m, m + 1, 2 * m, 5 * m + 3, m * m - 1, m * m, m * m + 1, m * m + m, m * m + m + 1] {
+            let data = pseudo_random(n, n as u64);
+            let (shape, _, _) = import_and_read(&data, &one_byte_chunks(Layout::Balanced, false));
+            assert_eq!(shape, balanced_reference(n), "{n} leaves");
+        }
+    }
+
+    #[test]
+    fn trickle_shapes_at_the_boundaries() {
+        // 174 leaves fill the root's own layer; 4 depth-1 subtrees take 696 more; a depth-2
+        // subtree holds 870 leaves, so depth 2 completes at 174 + 696 + 3480 = 4350.
+        for n in [0, 1, 2, 174, 175, 870, 871, 1044, 1045, 4350, 4351, 9000] {
+            let data = pseudo_random(n, n as u64);
+            for raw in [false, true] {
+                let (shape, _, _) = import_and_read(&data, &one_byte_chunks(Layout::Trickle, raw));
+                assert_eq!(shape, trickle_reference(n), "{n} leaves, raw leaves {raw}");
+            }
+        }
+    }
+
+    #[test]
+    fn empty_file() {
+        // Balanced: one empty leaf (an empty raw block with raw leaves); trickle: an empty root.
+        let (shape, size, blocks) = import_and_read(b"", &AddOptions::default());
+        assert_eq!((shape, size, blocks), (Shape::Node(vec![]), 6, 1));
+        let raw = AddOptions { raw_leaves: Some(true), ..AddOptions::default() };
+        assert_eq!(import_and_read(b"", &raw), (Shape::Leaf, 0, 1));
+        let trickle = AddOptions { layout: Layout::Trickle, ..raw };
+        assert_eq!(import_and_read(b"", &trickle), (Shape::Node(vec![]), 6, 1));
+    }
+
+    #[test]
+    fn chunk_boundaries_with_real_chunk_sizes() {
+        let c = 256;
+        for layout in [Layout::Balanced, Layout::Trickle] {
+            for len in [0, 1, c - 1, c, c + 1, 174 * c - 1, 174 * c, 174 * c + 1] {
+                let data = pseudo_random(len, 3);
+                let options = AddOptions { chunker: Chunker::Size(c), layout, ..AddOptions::default() };
+                let (shape, _, blocks) = import_and_read(&data, &options);
+                let leaves = len.div_ceil(c).max(1);
+                let want = match layout {
+                    Layout::Balanced => balanced_reference(leaves),
+                    Layout::Trickle if len == 0 => Shape::Node(vec![]),
+                    Layout::Trickle => trickle_reference(leaves),
+                };
+                if len > 0 {
+                    assert_eq!(shape, want, "{layout} {len} B");
+                }
+                assert!(blocks >= leaves);
+            }
+        }
+    }
+
+    #[test]
+    fn other_hashes_read_back() {
+        let data = pseudo_random(3000, 5);
+        for hash in [HashFunction::Sha2_512, HashFunction::Sha3_256, HashFunction::Blake2b(32), HashFunction::Blake3] {
+            let options = AddOptions { chunker: Chunker::Size(100), hash, ..AddOptions::default() };
+            let (shape, _, _) = import_and_read(&data, &options);
+            assert_eq!(shape, balanced_reference(30));
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(40))]
+
+        /// The streaming builders give Kubo's recursive shapes for any leaf count, and the
+        /// DAG always reads back as the input.
+        #[test]
+        fn streaming_layouts_match_the_recursive_definitions(n in 1usize..6000, raw in any::<bool>(), trickle in any::<bool>()) {
+            let layout = if trickle { Layout::Trickle } else { Layout::Balanced };
+            let data = pseudo_random(n, n as u64 * 7);
+            let (shape, _, _) = import_and_read(&data, &one_byte_chunks(layout, raw));
+            let want = if trickle { trickle_reference(n) } else { balanced_reference(n) };
+            prop_assert_eq!(shape, want);
+        }
+    }
+}

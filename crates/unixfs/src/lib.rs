@@ -49,6 +49,8 @@ mod importer;
 mod layout;
 mod options;
 mod pb;
+#[cfg(test)]
+mod testutil;
 
 pub use block::{Block, BlockSink, NullSink};
 pub use chunker::{Chunker, Splitter};

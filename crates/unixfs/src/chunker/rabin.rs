@@ -7,7 +7,7 @@
 //! fingerprinted, so the first test (at `min`) sees exactly the 16 bytes before it.
 
 /// go-ipfs-chunker's `IpfsRabinPoly`.
-const POLYNOMIAL: u64 = 0x3DF3_05DF_B2A8_05;
+const POLYNOMIAL: u64 = 0x003D_F305_DFB2_A805;
 
 /// Width of the sliding window in bytes.
 const WINDOW: usize = 16;
@@ -68,22 +68,22 @@ impl Rabin {
         }
         let mut window = [0u8; WINDOW];
         let mut wpos = 0usize;
-        let mut digest = 0u64;
-        let mut slide = |digest: &mut u64, b: u8| {
-            let leaving = window[wpos];
-            window[wpos] = b;
-            wpos = (wpos + 1) % WINDOW;
-            *digest ^= self.out[leaving as usize];
-            let top = (*digest >> self.shift) as usize;
-            *digest = ((*digest << 8) | u64::from(b)) ^ self.reduce[top];
+        let (out, reduce, shift) = (&self.out, &self.reduce, self.shift);
+        let slide = |digest: u64, leaving: u8, b: u8| -> u64 {
+            let d = digest ^ out[leaving as usize];
+            ((d << 8) | u64::from(b)) ^ reduce[(d >> shift) as usize & 0xff]
         };
         // The Go chunker primes every new chunk's window with a single 1 byte. It has
         // slid out again by the first cut test (min >= 16), so this only keeps the state
         // identical.
-        slide(&mut digest, 1);
+        window[0] = 1;
+        wpos = (wpos + 1) % WINDOW;
+        let mut digest = slide(0, 0, 1);
         let skip = self.min.saturating_sub(WINDOW);
         for (i, &b) in data[..limit].iter().enumerate().skip(skip) {
-            slide(&mut digest, b);
+            digest = slide(digest, window[wpos], b);
+            window[wpos] = b;
+            wpos = (wpos + 1) % WINDOW;
             let len = i + 1;
             if len >= self.min && (digest & self.mask == 0 || len >= self.max) {
                 return len;
