@@ -62,7 +62,7 @@ impl FileImporter {
     }
 
     pub(crate) fn with_settings(settings: Settings) -> FileImporter {
-        let splitter = Splitter::new(&settings.chunker);
+        let splitter = Splitter::checked(&settings.chunker);
         let builder = match settings.layout {
             Layout::Balanced => Builder::Balanced(Balanced::default()),
             Layout::Trickle => Builder::Trickle(Trickle::default()),
@@ -145,7 +145,7 @@ fn add_leaf(settings: &Settings, builder: &mut Builder, chunk: &[u8], sink: &mut
 fn make_leaf(settings: &Settings, chunk: &[u8], kind: DataType) -> Result<(Block, FileLink), UnixfsError> {
     let filesize = chunk.len() as u64;
     if settings.raw_leaves {
-        let cid = settings.raw_cid(chunk);
+        let cid = settings.raw_cid(chunk)?;
         let link = FileLink { cid, tsize: filesize, filesize };
         return Ok((Block { cid, data: Bytes::copy_from_slice(chunk) }, link));
     }

@@ -64,13 +64,24 @@ impl HashFunction {
         }
     }
 
-    /// Hashes `data` into a multihash.
-    pub fn digest(self, data: &[u8]) -> Multihash<64> {
+    /// Checks a hand-built value: BLAKE2 digest lengths must be 20..=64 (blake2b) or
+    /// 20..=32 (blake2s) bytes, as the parser guarantees.
+    pub fn check(self) -> Result<HashFunction, UnixfsError> {
+        match self {
+            HashFunction::Blake2b(len) if !(20..=64).contains(&len) => Err(UnixfsError::UnknownHash(self.to_string())),
+            HashFunction::Blake2s(len) if !(20..=32).contains(&len) => Err(UnixfsError::UnknownHash(self.to_string())),
+            _ => Ok(self),
+        }
+    }
+
+    /// Hashes `data` into a multihash; fails only for a value [`check`](Self::check) refuses.
+    pub fn digest(self, data: &[u8]) -> Result<Multihash<64>, UnixfsError> {
         use sha2::Digest as _;
+        self.check()?;
         let code = self.code();
         // `wrap` only fails for digests longer than 64 bytes, which none of these produce.
         let wrap = |d: &[u8]| Multihash::wrap(code, d).unwrap_or_default();
-        match self {
+        Ok(match self {
             HashFunction::Sha2_256 => wrap(&sha2::Sha256::digest(data)),
             HashFunction::Sha2_512 => wrap(&sha2::Sha512::digest(data)),
             HashFunction::Sha3_224 => wrap(&sha3::Sha3_224::digest(data)),
@@ -88,7 +99,7 @@ impl HashFunction {
                 blake2s_simd::Params::new().hash_length(usize::from(len)).hash(data).as_bytes(),
             ),
             HashFunction::Blake3 => wrap(blake3::hash(data).as_bytes()),
-        }
+        })
     }
 }
 
@@ -168,6 +179,15 @@ mod tests {
     }
 
     #[test]
+    fn hand_built_lengths_are_checked_not_panicked_on() {
+        for bad in [HashFunction::Blake2b(0), HashFunction::Blake2b(65), HashFunction::Blake2s(33)] {
+            assert!(bad.check().is_err());
+            assert!(bad.digest(b"x").is_err());
+        }
+        assert_eq!(HashFunction::Blake2b(64).digest(b"x").unwrap().size(), 64);
+    }
+
+    #[test]
     fn refuses_unknown_and_short() {
         for bad in ["md5", "sha1", "", "blake2b-8", "blake2b-513", "blake2b-250", "blake2s-512", "blake2b-x"] {
             assert!(bad.parse::<HashFunction>().is_err(), "{bad} accepted");
@@ -180,7 +200,7 @@ mod tests {
         assert_eq!(HashFunction::Blake2b(64).code(), 0xb240);
         assert_eq!(HashFunction::Blake2s(32).code(), 0xb260);
         // The sha2-256 multihash of "" is a well-known constant.
-        let mh = HashFunction::Sha2_256.digest(b"");
+        let mh = HashFunction::Sha2_256.digest(b"").unwrap();
         assert_eq!(mh.code(), 0x12);
         assert_eq!(
             mh.digest()[..4],

@@ -108,6 +108,8 @@ impl AddOptions {
     }
 
     pub(crate) fn settings(&self) -> Result<Settings, UnixfsError> {
+        self.chunker.check()?;
+        self.hash.check()?;
         Ok(Settings {
             chunker: self.chunker,
             layout: self.layout,
@@ -133,7 +135,7 @@ pub(crate) struct Settings {
 impl Settings {
     /// CID of a dag-pb block.
     pub fn node_cid(&self, block: &[u8]) -> Result<Cid, UnixfsError> {
-        let mh = self.hash.digest(block);
+        let mh = self.hash.digest(block)?;
         Ok(match self.version {
             Version::V0 => Cid::new_v0(mh)?,
             Version::V1 => Cid::new_v1(DAG_PB, mh),
@@ -141,8 +143,8 @@ impl Settings {
     }
 
     /// CID of a raw leaf: always v1, whatever the node version (as in Kubo).
-    pub fn raw_cid(&self, block: &[u8]) -> Cid {
-        Cid::new_v1(RAW, self.hash.digest(block))
+    pub fn raw_cid(&self, block: &[u8]) -> Result<Cid, UnixfsError> {
+        Ok(Cid::new_v1(RAW, self.hash.digest(block)?))
     }
 }
 
@@ -170,6 +172,21 @@ mod tests {
         let v0_raw = AddOptions { raw_leaves: Some(true), ..AddOptions::default() };
         assert_eq!(v0_raw.effective_cid_version().unwrap(), Version::V0);
         assert!(v0_raw.effective_raw_leaves().unwrap());
+    }
+
+    #[test]
+    fn hand_built_options_are_checked() {
+        for chunker in [
+            Chunker::Size(0),
+            Chunker::Size(usize::MAX),
+            Chunker::Rabin { min: 0, avg: 0, max: 0 },
+            Chunker::Rabin { min: 64, avg: 32, max: 128 },
+        ] {
+            let o = AddOptions { chunker, ..AddOptions::default() };
+            assert!(matches!(o.settings(), Err(UnixfsError::InvalidChunker { .. })), "{chunker:?}");
+        }
+        let o = AddOptions { hash: HashFunction::Blake2b(200), ..AddOptions::default() };
+        assert!(matches!(o.settings(), Err(UnixfsError::UnknownHash(_))));
     }
 
     #[test]

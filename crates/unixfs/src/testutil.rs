@@ -99,7 +99,7 @@ pub(crate) fn index(blocks: &[Block], hash: HashFunction) -> HashMap<Cid, Vec<u8
     blocks
         .iter()
         .map(|b| {
-            assert_eq!(b.cid.hash(), &hash.digest(&b.data), "block does not hash to its CID");
+            assert_eq!(b.cid.hash(), &hash.digest(&b.data).unwrap(), "block does not hash to its CID");
             (b.cid, b.data.to_vec())
         })
         .collect()

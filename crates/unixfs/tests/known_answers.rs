@@ -189,3 +189,25 @@ fn wrapped_stdin_name() {
     assert_eq!(entries[0].cid.to_string(), "QmdFyxZXsFiP4csgfM5uPu99AvFiKH62CSPDw5TP92nr7w");
     assert_eq!(entries[1].name, "");
 }
+
+#[test]
+fn buzhash_finds_no_cut_in_periodic_data() {
+    // Kubo issue #6953: `yes foo | head -n 40000` (160000 bytes) with `--chunker=buzhash`.
+    // A period-4 input gives only four window hashes and none of them cuts, so the file is
+    // one leaf; the CIDs are that leaf's as Kubo reported it (the issue's trailing empty
+    // chunk was a bug fixed in go-ipfs-chunker before Kubo 0.22).
+    let data = b"foo\n".repeat(40000);
+    let o = AddOptions { chunker: Chunker::Buzhash, ..opts() };
+    assert_eq!(cid_of(&data, &o), ("QmcNJ4CKYGuya2ndNr9ymV7oQsT4S69SdwmTzaiW7c9vAC".into(), 160014));
+    let raw = AddOptions { raw_leaves: Some(true), ..o };
+    assert_eq!(cid_of(&data, &raw).0, "bafkreigqq7maj23te3dkn4j76n7haab7lgmdz5fztubrdgsv44k4vyipsa");
+}
+
+#[test]
+fn importer_state_can_cross_threads() {
+    // The /add endpoint keeps an import open across await points.
+    fn send<T: Send>() {}
+    send::<Importer>();
+    send::<cluster_unixfs::FileWriter>();
+    send::<cluster_unixfs::FileImporter>();
+}

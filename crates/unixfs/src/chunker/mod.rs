@@ -27,8 +27,10 @@ pub const RABIN_MIN_SIZE: usize = 16;
 ///
 /// Accepted strings: `size-N` (`1 <= N <= 1048576`), `rabin`, `rabin-AVG`,
 /// `rabin-MIN-AVG-MAX` (each number may carry its `min:`/`avg:`/`max:` label, as Kubo
-/// allows), `buzhash`, and `""`/`default` for `size-262144`. Anything else is an error, including a few
-/// strings Kubo's looser parser lets through by accident (`size-10-20`, `rabinfoo`).
+/// allows; `16 <= MIN < AVG < MAX <= 1048576`), `buzhash`, and `""`/`default` for
+/// `size-262144`. Anything else is an error, including a few strings Kubo's looser parser
+/// lets through by accident (`size-10-20`, `rabinfoo`) and `rabin-AVG` with `AVG < 48`,
+/// whose derived minimum is below 16 (Kubo accepts it and then never cuts).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Chunker {
     /// Fixed-size chunks of this many bytes (the last one may be shorter).
@@ -69,6 +71,23 @@ impl Chunker {
             return Err(invalid(&spec, format!("the derived minimum {min} is below {RABIN_MIN_SIZE}")));
         }
         Ok(Chunker::Rabin { min, avg, max })
+    }
+
+    /// Checks a hand-built value against the bounds the parser enforces (sizes up to 1 MiB,
+    /// `16 <= min < avg < max` for rabin).
+    pub fn check(&self) -> Result<Chunker, UnixfsError> {
+        let spec = self.to_string();
+        match *self {
+            Chunker::Size(n) if n == 0 || n > MAX_CHUNK_SIZE => {
+                Err(invalid(&spec, format!("chunk size must be between 1 and {MAX_CHUNK_SIZE}")))
+            }
+            Chunker::Rabin { min, avg, max }
+                if min < RABIN_MIN_SIZE || min >= avg || avg >= max || max > MAX_CHUNK_SIZE =>
+            {
+                Err(invalid(&spec, format!("need {RABIN_MIN_SIZE} <= min < avg < max <= {MAX_CHUNK_SIZE}")))
+            }
+            _ => Ok(*self),
+        }
     }
 
     /// The largest chunk this chunker can produce.
@@ -204,8 +223,13 @@ pub struct Splitter {
 }
 
 impl Splitter {
-    /// A splitter for `chunker`.
-    pub fn new(chunker: &Chunker) -> Splitter {
+    /// A splitter for `chunker`, which must pass [`Chunker::check`].
+    pub fn new(chunker: &Chunker) -> Result<Splitter, UnixfsError> {
+        Ok(Splitter::checked(&chunker.check()?))
+    }
+
+    /// A splitter for a chunker already checked.
+    pub(crate) fn checked(chunker: &Chunker) -> Splitter {
         let (cutter, window) = match *chunker {
             Chunker::Size(n) => (Cutter::Size, n.max(1)),
             Chunker::Rabin { min, avg, max } => {
@@ -262,17 +286,16 @@ impl Splitter {
 }
 
 /// Splits a whole buffer at once; a convenience for tests and small inputs.
-pub fn split_all(chunker: &Chunker, data: &[u8]) -> Vec<Vec<u8>> {
+pub fn split_all(chunker: &Chunker, data: &[u8]) -> Result<Vec<Vec<u8>>, UnixfsError> {
     let mut out = Vec::new();
-    let mut s = Splitter::new(chunker);
-    let mut push = |c: &[u8]| -> Result<(), ()> {
+    let mut s = Splitter::new(chunker)?;
+    let mut push = |c: &[u8]| -> Result<(), UnixfsError> {
         out.push(c.to_vec());
         Ok(())
     };
-    // The callback never fails.
-    let _ = s.write(data, &mut push);
-    let _ = s.finish(&mut push);
-    out
+    s.write(data, &mut push)?;
+    s.finish(&mut push)?;
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -357,15 +380,15 @@ mod tests {
     #[test]
     fn size_chunks() {
         let data = pseudo_random(10, 1);
-        let chunks = split_all(&Chunker::Size(4), &data);
+        let chunks = split_all(&Chunker::Size(4), &data).unwrap();
         assert_eq!(chunks.iter().map(Vec::len).collect::<Vec<_>>(), [4, 4, 2]);
-        assert!(split_all(&Chunker::Size(4), &[]).is_empty());
+        assert!(split_all(&Chunker::Size(4), &[]).unwrap().is_empty());
     }
 
     #[test]
     fn rabin_on_zeros_cuts_at_min() {
         // An all-zero window fingerprints to 0, so every chunk ends at the minimum.
-        let chunks = split_all(&Chunker::Rabin { min: 100, avg: 256, max: 400 }, &[0u8; 1050]);
+        let chunks = split_all(&Chunker::Rabin { min: 100, avg: 256, max: 400 }, &[0u8; 1050]).unwrap();
         assert_eq!(chunks.iter().map(Vec::len).collect::<Vec<_>>(), [100; 10].iter().copied().chain([50]).collect::<Vec<_>>());
     }
 
@@ -373,7 +396,7 @@ mod tests {
     fn buzhash_on_zeros_cuts_at_min() {
         // The 32 rotations of bytehash[0] have an even number of ones in every bit
         // position, so a zero window hashes to 0 and buzhash cuts at its minimum.
-        let chunks = split_all(&Chunker::Buzhash, &vec![0u8; 300 * 1024]);
+        let chunks = split_all(&Chunker::Buzhash, &vec![0u8; 300 * 1024]).unwrap();
         assert_eq!(chunks.iter().map(Vec::len).collect::<Vec<_>>(), [131072, 131072, 45056]);
     }
 
@@ -381,7 +404,7 @@ mod tests {
     fn content_defined_chunkers_respect_bounds_on_random_data() {
         let data = pseudo_random(3 << 20, 7);
         let rabin = Chunker::Rabin { min: 4096, avg: 16384, max: 65536 };
-        let chunks = split_all(&rabin, &data);
+        let chunks = split_all(&rabin, &data).unwrap();
         let (last, body) = chunks.split_last().unwrap();
         assert!(body.iter().all(|c| (4096..=65536).contains(&c.len())));
         assert!(!last.is_empty() && last.len() <= 65536);
@@ -389,7 +412,7 @@ mod tests {
         assert!(body.iter().filter(|c| c.len() < 65536).count() > body.len() / 2);
         assert_eq!(chunks.concat(), data);
 
-        let chunks = split_all(&Chunker::Buzhash, &data);
+        let chunks = split_all(&Chunker::Buzhash, &data).unwrap();
         let (last, body) = chunks.split_last().unwrap();
         assert!(body.iter().all(|c| (131072..=524288).contains(&c.len())));
         assert!(!last.is_empty());
@@ -405,8 +428,8 @@ mod tests {
         let mut shifted = b"a few extra bytes".to_vec();
         shifted.extend_from_slice(&data);
         for chunker in [Chunker::Rabin { min: 2048, avg: 8192, max: 32768 }, Chunker::Buzhash] {
-            let a = split_all(&chunker, &data);
-            let b = split_all(&chunker, &shifted);
+            let a = split_all(&chunker, &data).unwrap();
+            let b = split_all(&chunker, &shifted).unwrap();
             let tail_a: Vec<_> = a.iter().rev().take(3).collect();
             let tail_b: Vec<_> = b.iter().rev().take(3).collect();
             assert_eq!(tail_a, tail_b, "{chunker}");
@@ -432,7 +455,7 @@ mod tests {
                 2 => Chunker::Rabin { min: 16, avg: 32, max: 64 },
                 _ => Chunker::Buzhash,
             };
-            let whole = split_all(&chunker, &data);
+            let whole = split_all(&chunker, &data).unwrap();
             prop_assert_eq!(whole.concat(), data.clone());
             prop_assert!(whole.iter().all(|c| !c.is_empty() && c.len() <= chunker.max_chunk_len()));
             if let Chunker::Size(n) = chunker {
@@ -440,7 +463,7 @@ mod tests {
                 prop_assert!(body.iter().all(|c| c.len() == n));
             }
 
-            let mut s = Splitter::new(&chunker);
+            let mut s = Splitter::new(&chunker).unwrap();
             let mut got: Vec<Vec<u8>> = Vec::new();
             let mut push = |c: &[u8]| -> Result<(), ()> { got.push(c.to_vec()); Ok(()) };
             let mut rest = &data[..];
