@@ -103,10 +103,6 @@ fn main() {
         f.write_from(&mut g, &mut NullSink).unwrap();
         let root = f.finish(&mut NullSink).unwrap();
         let speed = mib_per_s(len, start.elapsed().as_secs_f64());
-        println!(
-            "import {name}: {speed:.0} MiB/s = {:.0}% of sha2-256 (root {})",
-            100.0 * speed / sha_speed,
-            root.cid
-        );
+        println!("import {name}: {speed:.0} MiB/s = {:.0}% of sha2-256 (root {})", 100.0 * speed / sha_speed, root.cid);
     }
 }

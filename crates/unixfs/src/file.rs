@@ -127,7 +127,12 @@ impl FileImporter {
     }
 }
 
-fn add_leaf(settings: &Settings, builder: &mut Builder, chunk: &[u8], sink: &mut dyn BlockSink) -> Result<(), UnixfsError> {
+fn add_leaf(
+    settings: &Settings,
+    builder: &mut Builder,
+    chunk: &[u8],
+    sink: &mut dyn BlockSink,
+) -> Result<(), UnixfsError> {
     // Kubo's trickle builder stores non-raw leaves as UnixFS "raw" nodes, the balanced one
     // as "file" nodes.
     let kind = match builder {

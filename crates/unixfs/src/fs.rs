@@ -27,7 +27,9 @@ pub fn add_paths<P: AsRef<Path>>(
                 let abs = fs::canonicalize(path)?;
                 match abs.file_name() {
                     Some(n) => utf8(n, path)?.to_string(),
-                    None => return Err(UnixfsError::InvalidPath { path: path.display().to_string(), reason: "no name" }),
+                    None => {
+                        return Err(UnixfsError::InvalidPath { path: path.display().to_string(), reason: "no name" });
+                    }
                 }
             }
         };

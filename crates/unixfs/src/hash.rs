@@ -92,12 +92,12 @@ impl HashFunction {
             HashFunction::Keccak256 => wrap(&sha3::Keccak256::digest(data)),
             HashFunction::Keccak384 => wrap(&sha3::Keccak384::digest(data)),
             HashFunction::Keccak512 => wrap(&sha3::Keccak512::digest(data)),
-            HashFunction::Blake2b(len) => wrap(
-                blake2b_simd::Params::new().hash_length(usize::from(len)).hash(data).as_bytes(),
-            ),
-            HashFunction::Blake2s(len) => wrap(
-                blake2s_simd::Params::new().hash_length(usize::from(len)).hash(data).as_bytes(),
-            ),
+            HashFunction::Blake2b(len) => {
+                wrap(blake2b_simd::Params::new().hash_length(usize::from(len)).hash(data).as_bytes())
+            }
+            HashFunction::Blake2s(len) => {
+                wrap(blake2s_simd::Params::new().hash_length(usize::from(len)).hash(data).as_bytes())
+            }
             HashFunction::Blake3 => wrap(blake3::hash(data).as_bytes()),
         })
     }
@@ -168,9 +168,21 @@ mod tests {
     #[test]
     fn names_round_trip() {
         for name in [
-            "sha2-256", "sha2-512", "sha3-224", "sha3-256", "sha3-384", "sha3-512", "keccak-224",
-            "keccak-256", "keccak-384", "keccak-512", "blake2b-160", "blake2b-256", "blake2b-512",
-            "blake2s-256", "blake3",
+            "sha2-256",
+            "sha2-512",
+            "sha3-224",
+            "sha3-256",
+            "sha3-384",
+            "sha3-512",
+            "keccak-224",
+            "keccak-256",
+            "keccak-384",
+            "keccak-512",
+            "blake2b-160",
+            "blake2b-256",
+            "blake2b-512",
+            "blake2s-256",
+            "blake3",
         ] {
             let h: HashFunction = name.parse().unwrap();
             assert_eq!(h.to_string(), name);
@@ -202,9 +214,6 @@ mod tests {
         // The sha2-256 multihash of "" is a well-known constant.
         let mh = HashFunction::Sha2_256.digest(b"").unwrap();
         assert_eq!(mh.code(), 0x12);
-        assert_eq!(
-            mh.digest()[..4],
-            [0xe3, 0xb0, 0xc4, 0x42],
-        );
+        assert_eq!(mh.digest()[..4], [0xe3, 0xb0, 0xc4, 0x42],);
     }
 }

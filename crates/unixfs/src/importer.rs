@@ -42,7 +42,11 @@ pub struct ImportResult {
 enum Node {
     Dir(Dir),
     /// A finished file or symlink.
-    Done { cid: Cid, size: u64, bytes: u64 },
+    Done {
+        cid: Cid,
+        size: u64,
+        bytes: u64,
+    },
 }
 
 #[derive(Debug, Default)]
@@ -169,14 +173,24 @@ impl Importer {
     }
 
     /// Imports a whole file from `reader`.
-    pub fn add_file(&mut self, path: &str, reader: &mut dyn Read, sink: &mut dyn BlockSink) -> Result<AddedEntry, UnixfsError> {
+    pub fn add_file(
+        &mut self,
+        path: &str,
+        reader: &mut dyn Read,
+        sink: &mut dyn BlockSink,
+    ) -> Result<AddedEntry, UnixfsError> {
         let mut writer = self.begin_file(path, sink)?;
         writer.write_from(reader, sink)?;
         self.finish_file(writer, sink)
     }
 
     /// Adds a symlink (a UnixFS symlink node holding `target`, not what it points to).
-    pub fn add_symlink(&mut self, path: &str, target: &str, sink: &mut dyn BlockSink) -> Result<AddedEntry, UnixfsError> {
+    pub fn add_symlink(
+        &mut self,
+        path: &str,
+        target: &str,
+        sink: &mut dyn BlockSink,
+    ) -> Result<AddedEntry, UnixfsError> {
         let parts = split_path(path)?;
         self.enter_top(&parts[0], sink)?;
         self.parent_dir(&parts)?;
@@ -240,7 +254,8 @@ impl Importer {
     /// The directory that will hold `parts`' last component, creating missing parents;
     /// fails if the name is taken or a parent is not a directory.
     fn parent_dir(&mut self, parts: &[String]) -> Result<&mut Dir, UnixfsError> {
-        let (name, parents) = parts.split_last().ok_or(UnixfsError::InvalidPath { path: String::new(), reason: "empty" })?;
+        let (name, parents) =
+            parts.split_last().ok_or(UnixfsError::InvalidPath { path: String::new(), reason: "empty" })?;
         let mut dir = &mut self.root;
         for (i, part) in parents.iter().enumerate() {
             let node = dir.children.entry(part.clone()).or_insert_with(|| Node::Dir(Dir::default()));
@@ -291,8 +306,7 @@ fn emit_dir(
     if estimate >= HAMT_SHARDING_THRESHOLD {
         return Err(UnixfsError::DirectoryNeedsSharding { path, estimate, threshold: HAMT_SHARDING_THRESHOLD });
     }
-    let pb_links: Vec<PbLink<'_>> =
-        links.iter().map(|(name, cid, size)| PbLink { cid, name, tsize: *size }).collect();
+    let pb_links: Vec<PbLink<'_>> = links.iter().map(|(name, cid, size)| PbLink { cid, name, tsize: *size }).collect();
     let block = pb::encode_node(
         &pb_links,
         &UnixfsData { kind: DataType::Directory, data: None, filesize: None, blocksizes: &[] },

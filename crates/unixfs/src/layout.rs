@@ -30,8 +30,7 @@ pub(crate) fn emit_file_node(
     settings: &Settings,
     sink: &mut dyn BlockSink,
 ) -> Result<FileLink, UnixfsError> {
-    let links: Vec<PbLink<'_>> =
-        children.iter().map(|c| PbLink { cid: &c.cid, name: "", tsize: c.tsize }).collect();
+    let links: Vec<PbLink<'_>> = children.iter().map(|c| PbLink { cid: &c.cid, name: "", tsize: c.tsize }).collect();
     let blocksizes: Vec<u64> = children.iter().map(|c| c.filesize).collect();
     let filesize = blocksizes.iter().sum();
     let bytes = pb::encode_node(

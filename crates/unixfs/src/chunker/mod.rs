@@ -232,20 +232,14 @@ impl Splitter {
     pub(crate) fn checked(chunker: &Chunker) -> Splitter {
         let (cutter, window) = match *chunker {
             Chunker::Size(n) => (Cutter::Size, n.max(1)),
-            Chunker::Rabin { min, avg, max } => {
-                (Cutter::Rabin(Box::new(rabin::Rabin::new(min, avg, max))), max.max(1))
-            }
+            Chunker::Rabin { min, avg, max } => (Cutter::Rabin(Box::new(rabin::Rabin::new(min, avg, max))), max.max(1)),
             Chunker::Buzhash => (Cutter::Buzhash, buzhash::MAX),
         };
         Splitter { cutter, window, buf: Vec::new() }
     }
 
     /// Feeds `data`, calling `on_chunk` with each chunk that is complete.
-    pub fn write<E>(
-        &mut self,
-        mut data: &[u8],
-        on_chunk: &mut dyn FnMut(&[u8]) -> Result<(), E>,
-    ) -> Result<(), E> {
+    pub fn write<E>(&mut self, mut data: &[u8], on_chunk: &mut dyn FnMut(&[u8]) -> Result<(), E>) -> Result<(), E> {
         loop {
             if self.buf.is_empty() {
                 // Nothing carried over: decide on the caller's bytes without copying them.
@@ -322,18 +316,9 @@ mod tests {
         assert_eq!("size-1024".parse::<Chunker>().unwrap(), Chunker::Size(1024));
         assert_eq!("size-1048576".parse::<Chunker>().unwrap(), Chunker::Size(1048576));
         assert_eq!("buzhash".parse::<Chunker>().unwrap(), Chunker::Buzhash);
-        assert_eq!(
-            "rabin".parse::<Chunker>().unwrap(),
-            Chunker::Rabin { min: 87381, avg: 262144, max: 393216 }
-        );
-        assert_eq!(
-            "rabin-1024".parse::<Chunker>().unwrap(),
-            Chunker::Rabin { min: 341, avg: 1024, max: 1536 }
-        );
-        assert_eq!(
-            "rabin-16-32-64".parse::<Chunker>().unwrap(),
-            Chunker::Rabin { min: 16, avg: 32, max: 64 }
-        );
+        assert_eq!("rabin".parse::<Chunker>().unwrap(), Chunker::Rabin { min: 87381, avg: 262144, max: 393216 });
+        assert_eq!("rabin-1024".parse::<Chunker>().unwrap(), Chunker::Rabin { min: 341, avg: 1024, max: 1536 });
+        assert_eq!("rabin-16-32-64".parse::<Chunker>().unwrap(), Chunker::Rabin { min: 16, avg: 32, max: 64 });
         assert_eq!(
             "rabin-min:36-avg:512-max:1024".parse::<Chunker>().unwrap(),
             Chunker::Rabin { min: 36, avg: 512, max: 1024 }
@@ -389,7 +374,10 @@ mod tests {
     fn rabin_on_zeros_cuts_at_min() {
         // An all-zero window fingerprints to 0, so every chunk ends at the minimum.
         let chunks = split_all(&Chunker::Rabin { min: 100, avg: 256, max: 400 }, &[0u8; 1050]).unwrap();
-        assert_eq!(chunks.iter().map(Vec::len).collect::<Vec<_>>(), [100; 10].iter().copied().chain([50]).collect::<Vec<_>>());
+        assert_eq!(
+            chunks.iter().map(Vec::len).collect::<Vec<_>>(),
+            [100; 10].iter().copied().chain([50]).collect::<Vec<_>>()
+        );
     }
 
     #[test]

@@ -125,9 +125,7 @@ mod tests {
         let mut cuts = 0;
         while data.len() - start > 100_000 {
             let chunk = &data[start..];
-            let want = (32..=100_000)
-                .find(|&len| fingerprint(&chunk[len - 16..len]) & 1023 == 0)
-                .unwrap_or(100_000);
+            let want = (32..=100_000).find(|&len| fingerprint(&chunk[len - 16..len]) & 1023 == 0).unwrap_or(100_000);
             assert_eq!(r.cut(chunk), want, "chunk at {start}");
             start += want;
             cuts += 1;
