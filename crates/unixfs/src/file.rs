@@ -34,8 +34,8 @@ enum Builder {
 
 /// Imports one file from bytes pushed in any pieces, emitting blocks as they are complete.
 ///
-/// Memory stays at one chunker window (at most 1 MiB) plus the open tree nodes (at most 174
-/// links per level), whatever the file size.
+/// Memory stays at one chunker window (at most 1 MiB) plus one open node per tree level,
+/// whatever the file size.
 ///
 /// ```
 /// use cluster_unixfs::{AddOptions, FileImporter, NullSink};

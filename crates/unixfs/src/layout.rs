@@ -1,7 +1,7 @@
 //! File DAG layouts, built incrementally as leaves arrive.
 //!
-//! Both builders keep only the links of the nodes that are still open (at most 174 per
-//! tree level), emit every node the moment it is complete, and produce the same tree as
+//! Both builders keep only the links of the nodes that are still open (one node per tree
+//! level: up to 174 links in balanced, 174 plus a few subtree links in trickle), emit every node the moment it is complete, and produce the same tree as
 //! Kubo's recursive builders, which pull leaves on demand. The recursive shapes are
 //! re-expressed as state machines because leaves are pushed in here.
 
