@@ -203,7 +203,7 @@ fn floor_millis(t: DateTime<Utc>) -> u64 {
 /// Milliseconds since the epoch rounded up, clamped at zero: `created < before` on whole
 /// milliseconds means `created_ms < ceil(before)`.
 fn ceil_millis(t: DateTime<Utc>) -> u64 {
-    let extra = u64::from(t.timestamp_subsec_nanos() % 1_000_000 != 0);
+    let extra = u64::from(!t.timestamp_subsec_nanos().is_multiple_of(1_000_000));
     floor_millis(t).saturating_add(extra)
 }
 

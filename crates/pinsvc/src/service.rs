@@ -127,11 +127,12 @@ impl PinningService {
         let (new, _) = self.index.replace(&old.id, &pin)?;
         tracing::info!(old = %old.id, new = %new.id, cid = %pin.cid, "pin request replaced");
         let mut warning = None;
-        if update.is_some() && !self.index.has_other_request(&old.pin.cid, &old.id)? {
-            if let Err(e) = self.unpin(old.pin.cid).await {
-                tracing::warn!(cid = %old.pin.cid, error = %e, "cannot unpin the replaced cid");
-                warning = Some(format!("could not unpin the replaced cid {}: {}", old.pin.cid, e.message));
-            }
+        if update.is_some()
+            && !self.index.has_other_request(&old.pin.cid, &old.id)?
+            && let Err(e) = self.unpin(old.pin.cid).await
+        {
+            tracing::warn!(cid = %old.pin.cid, error = %e, "cannot unpin the replaced cid");
+            warning = Some(format!("could not unpin the replaced cid {}: {}", old.pin.cid, e.message));
         }
         let mut status = self.fresh_status(&new).await;
         if let Some(w) = warning {
