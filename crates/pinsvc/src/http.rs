@@ -117,14 +117,17 @@ impl PinningService {
         let route = match resolve(&method, &segs) {
             Ok(r) => r,
             Err(Miss::NotFound) => {
-                return error_response(&ApiError::not_found(format!("no such endpoint: {raw_path}")));
+                return error_response(&ApiError::not_found(format!(
+                    "no such endpoint: {raw_path}"
+                )));
             }
             Err(Miss::MethodNotAllowed(allow)) => {
                 let mut resp = error_response(&ApiError {
                     code: 405,
                     message: format!("{method} is not allowed on {raw_path}"),
                 });
-                resp.headers_mut().insert(ALLOW, HeaderValue::from_static(allow));
+                resp.headers_mut()
+                    .insert(ALLOW, HeaderValue::from_static(allow));
                 return resp;
             }
         };
@@ -155,7 +158,10 @@ impl PinningService {
 
 /// Reads and parses a `Pin` body of at most [`MAX_BODY_BYTES`], with or without a declared
 /// length.
-async fn read_pin(declared_len: Option<u64>, body: Option<BodyStream>) -> Result<PinObject, ApiError> {
+async fn read_pin(
+    declared_len: Option<u64>,
+    body: Option<BodyStream>,
+) -> Result<PinObject, ApiError> {
     let too_large = || ApiError {
         code: 413,
         message: format!("request body is larger than {MAX_BODY_BYTES} bytes"),
@@ -182,7 +188,10 @@ where
     S: futures::Stream<Item = Result<B, warp::Error>> + Send + 'static,
     B: Buf,
 {
-    Some(s.map(|chunk| chunk.map(|mut b| b.copy_to_bytes(b.remaining()))).boxed())
+    Some(
+        s.map(|chunk| chunk.map(|mut b| b.copy_to_bytes(b.remaining())))
+            .boxed(),
+    )
 }
 
 /// Compile-time proof that a filter cannot reject.
@@ -194,7 +203,10 @@ fn never_rejects<F: Filter<Error = Infallible>>(f: F) -> F {
 fn decode_path(raw: &str) -> Result<Vec<String>, ApiError> {
     raw.split('/')
         .filter(|s| !s.is_empty())
-        .map(|s| percent_decode(s, false).ok_or_else(|| bad_request(format!("invalid path segment '{s}'"))))
+        .map(|s| {
+            percent_decode(s, false)
+                .ok_or_else(|| bad_request(format!("invalid path segment '{s}'")))
+        })
         .collect()
 }
 
@@ -235,9 +247,8 @@ pub(crate) fn error_response(e: &ApiError) -> Response {
         code: status.as_u16(),
         message: e.message.clone(),
     });
-    let mut body = serde_json::to_vec(&failure).unwrap_or_else(|_| {
-        br#"{"error":{"reason":"INTERNAL_SERVER_ERROR"}}"#.to_vec()
-    });
+    let mut body = serde_json::to_vec(&failure)
+        .unwrap_or_else(|_| br#"{"error":{"reason":"INTERNAL_SERVER_ERROR"}}"#.to_vec());
     body.push(b'\n');
     with_body(status, body)
 }
@@ -255,12 +266,27 @@ mod tests {
         assert_eq!(route(Method::GET, "/pins"), Ok(Route::List));
         assert_eq!(route(Method::GET, "/pins/"), Ok(Route::List));
         assert_eq!(route(Method::POST, "//pins"), Ok(Route::Add));
-        assert_eq!(route(Method::GET, "/pins/abc"), Ok(Route::Get("abc".into())));
-        assert_eq!(route(Method::POST, "/pins/abc/"), Ok(Route::Replace("abc".into())));
-        assert_eq!(route(Method::DELETE, "/pins/abc"), Ok(Route::Delete("abc".into())));
+        assert_eq!(
+            route(Method::GET, "/pins/abc"),
+            Ok(Route::Get("abc".into()))
+        );
+        assert_eq!(
+            route(Method::POST, "/pins/abc/"),
+            Ok(Route::Replace("abc".into()))
+        );
+        assert_eq!(
+            route(Method::DELETE, "/pins/abc"),
+            Ok(Route::Delete("abc".into()))
+        );
         assert_eq!(route(Method::HEAD, "/health"), Ok(Route::Health));
-        assert_eq!(route(Method::PUT, "/pins"), Err(Miss::MethodNotAllowed("GET, POST")));
-        assert_eq!(route(Method::DELETE, "/pins"), Err(Miss::MethodNotAllowed("GET, POST")));
+        assert_eq!(
+            route(Method::PUT, "/pins"),
+            Err(Miss::MethodNotAllowed("GET, POST"))
+        );
+        assert_eq!(
+            route(Method::DELETE, "/pins"),
+            Err(Miss::MethodNotAllowed("GET, POST"))
+        );
         assert_eq!(route(Method::GET, "/"), Err(Miss::NotFound));
         assert_eq!(route(Method::GET, "/pins/a/b"), Err(Miss::NotFound));
         assert!(decode_path("/pins/%zz").is_err());

@@ -99,13 +99,21 @@ mod tests {
         let b = RequestId::new(1_700_000_000_001, [0; 10]);
         assert!(a < b);
         assert!(a.to_string() < b.to_string());
-        for id in [a, b, RequestId::new(0, [0; 10]), RequestId::new(MAX_MILLIS, [0xff; 10])] {
+        for id in [
+            a,
+            b,
+            RequestId::new(0, [0; 10]),
+            RequestId::new(MAX_MILLIS, [0xff; 10]),
+        ] {
             let s = id.to_string();
             assert_eq!(s.len(), 26);
             assert_eq!(RequestId::parse(&s), Some(id), "{s}");
         }
         assert_eq!(a.created_millis(), 1_700_000_000_000);
-        assert_eq!(RequestId::new(u64::MAX, [0; 10]).created_millis(), MAX_MILLIS);
+        assert_eq!(
+            RequestId::new(u64::MAX, [0; 10]).created_millis(),
+            MAX_MILLIS
+        );
     }
 
     #[test]
@@ -116,7 +124,10 @@ mod tests {
         assert!(RequestId::parse(&s[1..]).is_none());
         assert!(RequestId::parse("8ZZZZZZZZZZZZZZZZZZZZZZZZZ").is_none());
         assert!(RequestId::parse("0000000000000000000000000U").is_none());
-        assert!(RequestId::parse("bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi").is_none());
+        assert!(
+            RequestId::parse("bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi")
+                .is_none()
+        );
         assert!(RequestId::parse("").is_none());
     }
 }

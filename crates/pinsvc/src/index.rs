@@ -79,7 +79,9 @@ pub struct RequestIndex {
 
 impl std::fmt::Debug for RequestIndex {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RequestIndex").field("path", &self.path).finish()
+        f.debug_struct("RequestIndex")
+            .field("path", &self.path)
+            .finish()
     }
 }
 
@@ -121,7 +123,9 @@ impl RequestIndex {
             Some(guard) => {
                 let key = guard.key()?;
                 RequestId::from_key(&key)
-                    .ok_or_else(|| IndexError::Corrupt(format!("request key of {} bytes", key.len())))?
+                    .ok_or_else(|| {
+                        IndexError::Corrupt(format!("request key of {} bytes", key.len()))
+                    })?
                     .created_millis()
             }
             None => 0,
@@ -164,7 +168,10 @@ impl RequestIndex {
         pin: &PinObject,
     ) -> Result<(PinRequest, Option<PinRequest>), IndexError> {
         let value = encode(pin)?;
-        let mut last = self.last_millis.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut last = self
+            .last_millis
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let removed = match old {
             Some(id) => self.get(id)?,
             None => None,
@@ -205,7 +212,10 @@ impl RequestIndex {
 
     /// Removes a request; returns it, or `None` when it was not stored.
     pub fn remove(&self, id: &RequestId) -> Result<Option<PinRequest>, IndexError> {
-        let _writer = self.last_millis.lock().unwrap_or_else(PoisonError::into_inner);
+        let _writer = self
+            .last_millis
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let Some(req) = self.get(id)? else {
             return Ok(None);
         };
@@ -259,8 +269,9 @@ impl RequestIndex {
         let iter = self.db.snapshot().range(&self.requests, (lower, upper));
         Box::new(iter.rev().map(|guard| {
             let (key, value) = guard.into_inner()?;
-            let id = RequestId::from_key(&key)
-                .ok_or_else(|| IndexError::Corrupt(format!("request key of {} bytes", key.len())))?;
+            let id = RequestId::from_key(&key).ok_or_else(|| {
+                IndexError::Corrupt(format!("request key of {} bytes", key.len()))
+            })?;
             Ok(PinRequest {
                 id,
                 pin: decode(&value)?,
@@ -317,7 +328,10 @@ mod tests {
         assert_eq!(decode(&bytes).unwrap(), p);
         let mut newer = bytes.clone();
         newer[0] = 2;
-        assert!(matches!(decode(&newer), Err(IndexError::UnsupportedRecord(2))));
+        assert!(matches!(
+            decode(&newer),
+            Err(IndexError::UnsupportedRecord(2))
+        ));
         assert!(matches!(decode(&[]), Err(IndexError::Corrupt(_))));
     }
 
@@ -334,24 +348,44 @@ mod tests {
             }
             prev = Some(r.id);
         }
-        assert_eq!(idx.ids_for_cid(&"bafkqaaa".parse().unwrap()).unwrap().len(), 50);
+        assert_eq!(
+            idx.ids_for_cid(&"bafkqaaa".parse().unwrap()).unwrap().len(),
+            50
+        );
     }
 
     #[test]
     fn window_bounds() {
         let dir = tempfile::tempdir().unwrap();
         let idx = RequestIndex::open(dir.path()).unwrap();
-        let ids: Vec<_> = (0..5).map(|_| idx.insert(&pin("bafkqaaa", "")).unwrap().id).collect();
+        let ids: Vec<_> = (0..5)
+            .map(|_| idx.insert(&pin("bafkqaaa", "")).unwrap().id)
+            .collect();
         let ms: Vec<u64> = ids.iter().map(|i| i.created_millis()).collect();
         let got = |w| -> Vec<RequestId> { idx.newest_first(w).map(|r| r.unwrap().id).collect() };
-        assert_eq!(got(CreatedWindow::default()), ids.iter().rev().copied().collect::<Vec<_>>());
-        let w = CreatedWindow { from_millis: Some(ms[1]), until_millis: Some(ms[4]) };
+        assert_eq!(
+            got(CreatedWindow::default()),
+            ids.iter().rev().copied().collect::<Vec<_>>()
+        );
+        let w = CreatedWindow {
+            from_millis: Some(ms[1]),
+            until_millis: Some(ms[4]),
+        };
         assert_eq!(got(w), vec![ids[3], ids[2], ids[1]]);
-        let w = CreatedWindow { from_millis: Some(ms[3]), until_millis: Some(ms[3]) };
+        let w = CreatedWindow {
+            from_millis: Some(ms[3]),
+            until_millis: Some(ms[3]),
+        };
         assert!(got(w).is_empty());
-        let w = CreatedWindow { from_millis: Some(u64::MAX), until_millis: None };
+        let w = CreatedWindow {
+            from_millis: Some(u64::MAX),
+            until_millis: None,
+        };
         assert!(got(w).is_empty());
-        let w = CreatedWindow { from_millis: None, until_millis: Some(u64::MAX) };
+        let w = CreatedWindow {
+            from_millis: None,
+            until_millis: Some(u64::MAX),
+        };
         assert_eq!(got(w).len(), 5);
     }
 }

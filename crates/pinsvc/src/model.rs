@@ -83,7 +83,9 @@ impl PinObject {
             // Full multiaddr parsing is the cluster's job when it dials them; this only keeps
             // obvious garbage out of the stored request.
             if !o.starts_with('/') || o.len() < 2 || o.chars().any(char::is_whitespace) {
-                return Err(bad_request(format!("invalid origin '{o}': expected a multiaddr")));
+                return Err(bad_request(format!(
+                    "invalid origin '{o}': expected a multiaddr"
+                )));
             }
             if !seen.insert(o.as_str()) {
                 return Err(bad_request(format!("duplicate origin '{o}'")));
@@ -126,7 +128,12 @@ pub enum Status {
 
 impl Status {
     /// Every status, in the spec's order.
-    pub const ALL: [Status; 4] = [Status::Queued, Status::Pinning, Status::Pinned, Status::Failed];
+    pub const ALL: [Status; 4] = [
+        Status::Queued,
+        Status::Pinning,
+        Status::Pinned,
+        Status::Failed,
+    ];
 
     /// The spec's name.
     pub fn as_str(self) -> &'static str {
@@ -216,9 +223,18 @@ pub fn derive_status(gpi: &GlobalPinInfo) -> DerivedStatus {
     let errors: Vec<String> = gpi
         .peer_map
         .iter()
-        .filter(|(_, p)| matches!(p.status, TrackerStatus::PinError | TrackerStatus::ClusterError))
+        .filter(|(_, p)| {
+            matches!(
+                p.status,
+                TrackerStatus::PinError | TrackerStatus::ClusterError
+            )
+        })
         .map(|(peer, p)| {
-            let who = if p.peername.is_empty() { peer.as_str() } else { p.peername.as_str() };
+            let who = if p.peername.is_empty() {
+                peer.as_str()
+            } else {
+                p.peername.as_str()
+            };
             if p.error.is_empty() {
                 format!("{who}: {}", p.status)
             } else {
@@ -298,7 +314,11 @@ mod tests {
                         ipfs_peer_addresses: vec![format!("/ip4/10.0.0.{i}/tcp/4001")],
                         status: *s,
                         timestamp: Timestamp::zero(),
-                        error: if s.is_error() { "boom".into() } else { String::new() },
+                        error: if s.is_error() {
+                            "boom".into()
+                        } else {
+                            String::new()
+                        },
                         attempt_count: 0,
                         priority_pin: false,
                     },
@@ -332,12 +352,16 @@ mod tests {
         assert_eq!(st(&[Sharded]), Status::Pinned);
         let d = derive_status(&gpi(&[Pinned, PinError, Remote]));
         assert!(d.details.unwrap().contains("p1: pin_error: boom"));
-        assert_eq!(d.delegates, vec!["/ip4/10.0.0.0/tcp/4001", "/ip4/10.0.0.1/tcp/4001"]);
+        assert_eq!(
+            d.delegates,
+            vec!["/ip4/10.0.0.0/tcp/4001", "/ip4/10.0.0.1/tcp/4001"]
+        );
     }
 
     #[test]
     fn body_validation() {
-        let ok = PinObject::from_body(br#"{"cid":"bafkqaaa","name":"n","meta":{"a":"b"},"x":1}"#).unwrap();
+        let ok = PinObject::from_body(br#"{"cid":"bafkqaaa","name":"n","meta":{"a":"b"},"x":1}"#)
+            .unwrap();
         assert_eq!(ok.name, "n");
         for bad in [
             &b""[..],

@@ -131,7 +131,9 @@ impl ListQuery {
             q.text_match = TextMatch::parse(m)?;
         }
 
-        let statuses = all("status").map(str::parse).collect::<Result<BTreeSet<Status>, _>>()?;
+        let statuses = all("status")
+            .map(str::parse)
+            .collect::<Result<BTreeSet<Status>, _>>()?;
         if !statuses.is_empty() {
             q.statuses = statuses;
         }
@@ -140,7 +142,8 @@ impl ListQuery {
             q.window.until_millis = Some(ceil_millis(parse_time("before", before)?));
         }
         if let Some(after) = first("after") {
-            q.window.from_millis = Some(floor_millis(parse_time("after", after)?).saturating_add(1));
+            q.window.from_millis =
+                Some(floor_millis(parse_time("after", after)?).saturating_add(1));
         }
 
         if let Some(limit) = first("limit") {
@@ -156,7 +159,9 @@ impl ListQuery {
 
         if let Some(meta) = first("meta") {
             q.meta = serde_json::from_str(meta).map_err(|e| {
-                bad_request(format!("invalid meta: expected a JSON object of strings: {e}"))
+                bad_request(format!(
+                    "invalid meta: expected a JSON object of strings: {e}"
+                ))
             })?;
         }
         Ok(q)
@@ -192,7 +197,11 @@ impl ListQuery {
 fn parse_time(key: &str, s: &str) -> Result<DateTime<Utc>, ApiError> {
     DateTime::parse_from_rfc3339(s)
         .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| bad_request(format!("invalid {key} '{s}': expected an RFC 3339 time: {e}")))
+        .map_err(|e| {
+            bad_request(format!(
+                "invalid {key} '{s}': expected an RFC 3339 time: {e}"
+            ))
+        })
 }
 
 /// Milliseconds since the epoch rounded down, clamped at zero.
@@ -264,11 +273,23 @@ mod tests {
 
     #[test]
     fn lists_repeat_or_comma() {
-        let q = ListQuery::parse(&format!("cid={C1},{C2}&cid={C1}&status=queued,pinning&status=failed")).unwrap();
+        let q = ListQuery::parse(&format!(
+            "cid={C1},{C2}&cid={C1}&status=queued,pinning&status=failed"
+        ))
+        .unwrap();
         assert_eq!(q.cids.len(), 2);
-        assert_eq!(q.statuses, BTreeSet::from([Status::Queued, Status::Pinning, Status::Failed]));
+        assert_eq!(
+            q.statuses,
+            BTreeSet::from([Status::Queued, Status::Pinning, Status::Failed])
+        );
         let cids: Vec<String> = (0u8..11).map(identity_cid).collect();
-        assert_eq!(ListQuery::parse(&format!("cid={}", cids[..10].join(","))).unwrap().cids.len(), 10);
+        assert_eq!(
+            ListQuery::parse(&format!("cid={}", cids[..10].join(",")))
+                .unwrap()
+                .cids
+                .len(),
+            10
+        );
         let e = ListQuery::parse(&format!("cid={}", cids.join(","))).unwrap_err();
         assert_eq!(e.code, 400);
     }
@@ -299,7 +320,9 @@ mod tests {
 
     #[test]
     fn times_round_to_milliseconds() {
-        let q = ListQuery::parse("before=1970-01-01T00:00:01.0005Z&after=1970-01-01T00:00:01.0005Z").unwrap();
+        let q =
+            ListQuery::parse("before=1970-01-01T00:00:01.0005Z&after=1970-01-01T00:00:01.0005Z")
+                .unwrap();
         assert_eq!(q.window.until_millis, Some(1001));
         assert_eq!(q.window.from_millis, Some(1001));
         let q = ListQuery::parse("before=1970-01-01T00:00:01Z&after=1960-01-01T00:00:00Z").unwrap();

@@ -74,7 +74,10 @@ impl PinSvcConfig {
     /// Sets `listen` from configured multiaddrs (`/ip4|ip6|dns*/<host>/tcp/<port>`).
     ///
     /// DNS names are resolved here, blocking, so call this while loading the configuration.
-    pub fn with_listen_multiaddrs<S: AsRef<str>>(mut self, addrs: &[S]) -> Result<Self, MultiaddrError> {
+    pub fn with_listen_multiaddrs<S: AsRef<str>>(
+        mut self,
+        addrs: &[S],
+    ) -> Result<Self, MultiaddrError> {
         self.listen = addrs
             .iter()
             .map(|a| multiaddr_to_socketaddr(a.as_ref()))
@@ -111,7 +114,10 @@ pub async fn serve_filter(
     let mut listeners = Vec::with_capacity(cfg.listen.len());
     let mut bound = Vec::with_capacity(cfg.listen.len());
     for addr in &cfg.listen {
-        let bind_err = |source| ServeError::Bind { addr: *addr, source };
+        let bind_err = |source| ServeError::Bind {
+            addr: *addr,
+            source,
+        };
         let listener = TcpListener::bind(addr).await.map_err(bind_err)?;
         let local = listener.local_addr().map_err(bind_err)?;
         tracing::info!(addr = %local, "pinning service api listening");
@@ -158,7 +164,12 @@ async fn run(
     let (stop_tx, _) = watch::channel(false);
     let mut accepts = JoinSet::new();
     for listener in listeners {
-        accepts.spawn(accept_loop(listener, Arc::clone(&opts), filter.clone(), stop_tx.subscribe()));
+        accepts.spawn(accept_loop(
+            listener,
+            Arc::clone(&opts),
+            filter.clone(),
+            stop_tx.subscribe(),
+        ));
     }
     shutdown.await;
     tracing::info!("pinning service api shutting down");
@@ -202,7 +213,10 @@ async fn accept_loop(
     })
     .await;
     if drained.is_err() {
-        tracing::warn!(connections = conns.len(), "closing connections still open after the grace period");
+        tracing::warn!(
+            connections = conns.len(),
+            "closing connections still open after the grace period"
+        );
         conns.shutdown().await;
     }
 }
@@ -369,7 +383,9 @@ impl Clock {
                 Some((t + opts.read_header_timeout, Expiry::Header))
             }
             Some(_) => None,
-            None if !opts.idle_timeout.is_zero() => Some((s.idle_since + opts.idle_timeout, Expiry::Idle)),
+            None if !opts.idle_timeout.is_zero() => {
+                Some((s.idle_since + opts.idle_timeout, Expiry::Idle))
+            }
             None => None,
         }
     }
@@ -382,7 +398,11 @@ struct ClockedIo {
 }
 
 impl AsyncRead for ClockedIo {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let before = buf.filled().len();
         let res = Pin::new(&mut this.inner).poll_read(cx, buf);
@@ -394,7 +414,11 @@ impl AsyncRead for ClockedIo {
 }
 
 impl AsyncWrite for ClockedIo {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
     }
 

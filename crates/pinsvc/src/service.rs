@@ -35,7 +35,9 @@ pub struct PinningService {
 
 impl std::fmt::Debug for PinningService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PinningService").field("index", &self.index).finish()
+        f.debug_struct("PinningService")
+            .field("index", &self.index)
+            .finish()
     }
 }
 
@@ -132,7 +134,10 @@ impl PinningService {
             && let Err(e) = self.unpin(old.pin.cid).await
         {
             tracing::warn!(cid = %old.pin.cid, error = %e, "cannot unpin the replaced cid");
-            warning = Some(format!("could not unpin the replaced cid {}: {}", old.pin.cid, e.message));
+            warning = Some(format!(
+                "could not unpin the replaced cid {}: {}",
+                old.pin.cid, e.message
+            ));
         }
         let mut status = self.fresh_status(&new).await;
         if let Some(w) = warning {
@@ -218,7 +223,8 @@ impl PinningService {
     fn candidates(
         &self,
         q: &ListQuery,
-    ) -> Result<Box<dyn Iterator<Item = Result<PinRequest, crate::IndexError>> + Send>, ApiError> {
+    ) -> Result<Box<dyn Iterator<Item = Result<PinRequest, crate::IndexError>> + Send>, ApiError>
+    {
         if q.cids.is_empty() {
             return Ok(self.index.newest_first(q.window));
         }
@@ -260,12 +266,19 @@ impl PinningService {
         }
     }
 
-    async fn cluster_status(&self, req: &PinRequest) -> Result<crate::model::DerivedStatus, ApiError> {
+    async fn cluster_status(
+        &self,
+        req: &PinRequest,
+    ) -> Result<crate::model::DerivedStatus, ApiError> {
         let gpi = self.backend.status(req.pin.cid).await?;
         Ok(derive_status(&gpi))
     }
 
-    async fn status_of(&self, req: &PinRequest, fallback: &mut Fallback) -> Result<PinStatus, ApiError> {
+    async fn status_of(
+        &self,
+        req: &PinRequest,
+        fallback: &mut Fallback,
+    ) -> Result<PinStatus, ApiError> {
         let derived = self.cluster_status(req).await?;
         Ok(self.render(req, derived, fallback).await)
     }

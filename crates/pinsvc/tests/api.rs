@@ -41,8 +41,14 @@ async fn create_get_delete() {
     assert_eq!(st.status, Status::Pinned);
     assert_eq!(st.pin.cid, c);
     assert_eq!(st.pin.name, "PreciousData.pdf");
-    assert_eq!(st.pin.origins, vec!["/ip4/198.51.100.7/tcp/4001/p2p/12D3KooWOrigin"]);
-    assert_eq!(st.pin.meta.get("app_id").map(String::as_str), Some("99986338"));
+    assert_eq!(
+        st.pin.origins,
+        vec!["/ip4/198.51.100.7/tcp/4001/p2p/12D3KooWOrigin"]
+    );
+    assert_eq!(
+        st.pin.meta.get("app_id").map(String::as_str),
+        Some("99986338")
+    );
     assert_eq!(st.delegates, vec![PEER_A_ADDR]);
     let created = Timestamp::parse(&st.created).expect("created is RFC 3339");
     let age = chrono::Utc::now() - created.0.unwrap();
@@ -51,7 +57,10 @@ async fn create_get_delete() {
     // The cluster got a recursive pin carrying the request's name, origins and meta.
     let opts = api.cluster.pin_options(&c).expect("pinned in the cluster");
     assert_eq!(opts.name, "PreciousData.pdf");
-    assert_eq!(opts.metadata.get("app_id").map(String::as_str), Some("99986338"));
+    assert_eq!(
+        opts.metadata.get("app_id").map(String::as_str),
+        Some("99986338")
+    );
     assert_eq!(opts.origins.len(), 1);
     assert_eq!(opts.pin_update, None);
 
@@ -59,7 +68,12 @@ async fn create_get_delete() {
     assert_eq!(code, 200);
     assert_eq!(status_of(&got), st);
 
-    let resp = api.http.delete(api.url(&format!("/pins/{}", st.requestid))).send().await.unwrap();
+    let resp = api
+        .http
+        .delete(api.url(&format!("/pins/{}", st.requestid)))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status().as_u16(), 202);
     assert!(resp.text().await.unwrap().is_empty());
     assert!(!api.cluster.is_pinned(&c));
@@ -91,7 +105,10 @@ async fn two_requests_for_one_cid() {
 
     let (code, _) = api.delete(&format!("/pins/{first}")).await;
     assert_eq!(code, 202);
-    assert!(api.cluster.is_pinned(&c), "the other request still needs the pin");
+    assert!(
+        api.cluster.is_pinned(&c),
+        "the other request still needs the pin"
+    );
     let (code, body) = api.get(&format!("/pins/{second}")).await;
     assert_eq!(code, 200);
     assert_eq!(status_of(&body).status, Status::Pinned);
@@ -101,7 +118,14 @@ async fn two_requests_for_one_cid() {
     let (code, _) = api.delete(&format!("/pins/{second}")).await;
     assert_eq!(code, 202);
     assert!(!api.cluster.is_pinned(&c), "the last request is gone");
-    let unpins = api.cluster.calls.lock().unwrap().iter().filter(|(op, ..)| op == "unpin").count();
+    let unpins = api
+        .cluster
+        .calls
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(op, ..)| op == "unpin")
+        .count();
     assert_eq!(unpins, 1);
     api.stop().await;
 }
@@ -114,7 +138,10 @@ async fn replace_moves_the_request() {
     let old = api.create(&a, "v1").await;
 
     let (code, body) = api
-        .post(&format!("/pins/{old}"), json!({"cid": b.to_string(), "name": "v2", "meta": {"k": "v"}}))
+        .post(
+            &format!("/pins/{old}"),
+            json!({"cid": b.to_string(), "name": "v2", "meta": {"k": "v"}}),
+        )
         .await;
     assert_eq!(code, 202, "{body}");
     let new = status_of(&body);
@@ -133,10 +160,18 @@ async fn replace_moves_the_request() {
     assert_eq!(code, 404);
     let (code, body) = api.get(&format!("/pins/{}", new.requestid)).await;
     assert_eq!(code, 200);
-    assert_eq!(status_of(&body).pin.meta.get("k").map(String::as_str), Some("v"));
+    assert_eq!(
+        status_of(&body).pin.meta.get("k").map(String::as_str),
+        Some("v")
+    );
 
     // Same CID, new name: the pin stays, the request is swapped.
-    let (code, body) = api.post(&format!("/pins/{}", new.requestid), json!({"cid": b.to_string(), "name": "v3"})).await;
+    let (code, body) = api
+        .post(
+            &format!("/pins/{}", new.requestid),
+            json!({"cid": b.to_string(), "name": "v3"}),
+        )
+        .await;
     assert_eq!(code, 202);
     let newer = status_of(&body);
     assert!(api.cluster.is_pinned(&b));
@@ -147,9 +182,17 @@ async fn replace_moves_the_request() {
     // A CID still needed by another request survives being replaced away from.
     let keep = api.create(&b, "keeper").await;
     let c = cid(3);
-    let (code, _) = api.post(&format!("/pins/{}", newer.requestid), json!({"cid": c.to_string()})).await;
+    let (code, _) = api
+        .post(
+            &format!("/pins/{}", newer.requestid),
+            json!({"cid": c.to_string()}),
+        )
+        .await;
     assert_eq!(code, 202);
-    assert!(api.cluster.is_pinned(&b), "request {keep} still references it");
+    assert!(
+        api.cluster.is_pinned(&b),
+        "request {keep} still references it"
+    );
     assert!(api.cluster.is_pinned(&c));
 
     // The old CID left the cluster behind our back: the replacement pins without pin_update.
@@ -157,14 +200,41 @@ async fn replace_moves_the_request() {
     api.cluster.pins.lock().unwrap().remove(&c);
     let (_, body) = api.get(&format!("/pins?cid={c}&status=failed")).await;
     let orphan = results_of(&body).results[0].requestid.clone();
-    let (code, body) = api.post(&format!("/pins/{orphan}"), json!({"cid": d.to_string()})).await;
+    let (code, body) = api
+        .post(&format!("/pins/{orphan}"), json!({"cid": d.to_string()}))
+        .await;
     assert_eq!(code, 202, "{body}");
     assert!(api.cluster.is_pinned(&d));
 
+    // Failing to unpin the replaced CID does not undo the replacement; it is reported.
+    let e = cid(5);
+    *api.cluster.failing_unpins.lock().unwrap() = true;
+    let (_, body) = api.get(&format!("/pins?cid={d}")).await;
+    let on_d = results_of(&body).results[0].requestid.clone();
+    let (code, body) = api
+        .post(&format!("/pins/{on_d}"), json!({"cid": e.to_string()}))
+        .await;
+    assert_eq!(code, 202, "{body}");
+    assert!(
+        status_of(&body).info["warning"].contains("could not unpin"),
+        "{body}"
+    );
+    assert!(api.cluster.is_pinned(&e));
+    let (code, _) = api.get(&format!("/pins/{on_d}")).await;
+    assert_eq!(code, 404);
+    *api.cluster.failing_unpins.lock().unwrap() = false;
+
     // Unknown id and bad body.
-    let (code, body) = api.post("/pins/01ARZ3NDEKTSV4RRFFQ69G5FAV", json!({"cid": d.to_string()})).await;
+    let (code, body) = api
+        .post(
+            "/pins/01ARZ3NDEKTSV4RRFFQ69G5FAV",
+            json!({"cid": d.to_string()}),
+        )
+        .await;
     assert_eq!(failure_reason(code, &body, 404), "NOT_FOUND");
-    let (code, body) = api.post(&format!("/pins/{keep}"), json!({"cid": "not-a-cid"})).await;
+    let (code, body) = api
+        .post(&format!("/pins/{keep}"), json!({"cid": "not-a-cid"}))
+        .await;
     assert_eq!(failure_reason(code, &body, 400), "BAD_REQUEST");
     let (code, _) = api.get(&format!("/pins/{keep}")).await;
     assert_eq!(code, 200, "a rejected replacement leaves the request alone");
@@ -200,7 +270,11 @@ async fn list_filters() {
     cl.set_status(c_failed, TrackerStatus::PinError);
 
     let ids = |body: &serde_json::Value| -> Vec<String> {
-        results_of(body).results.into_iter().map(|r| r.requestid).collect()
+        results_of(body)
+            .results
+            .into_iter()
+            .map(|r| r.requestid)
+            .collect()
     };
     let list = |q: &str| {
         let path = format!("/pins{q}");
@@ -208,7 +282,10 @@ async fn list_filters() {
         async move {
             let (code, body) = api.get(&path).await;
             assert_eq!(code, 200, "{path}: {body}");
-            assert!(body["count"].is_u64() && body["results"].is_array(), "{body}");
+            assert!(
+                body["count"].is_u64() && body["results"].is_array(),
+                "{body}"
+            );
             body
         }
     };
@@ -228,28 +305,67 @@ async fn list_filters() {
     let body = list("?status=failed").await;
     assert_eq!(ids(&body), vec![id_failed.clone()]);
     let failed = &results_of(&body).results[0];
-    assert!(failed.info["status_details"].contains("could not fetch the dag"), "{body}");
+    assert!(
+        failed.info["status_details"].contains("could not fetch the dag"),
+        "{body}"
+    );
 
     let all = "status=queued,pinning,pinned,failed";
     let body = list(&format!("?{all}")).await;
     assert_eq!(body["count"], 5);
-    assert_eq!(ids(&body), vec![id_named.clone(), id_failed.clone(), id_pinning.clone(), id_queued.clone(), id_pinned.clone()]);
+    assert_eq!(
+        ids(&body),
+        vec![
+            id_named.clone(),
+            id_failed.clone(),
+            id_pinning.clone(),
+            id_queued.clone(),
+            id_pinned.clone()
+        ]
+    );
 
     // Names.
-    assert_eq!(ids(&list(&format!("?{all}&name=beta")).await), vec![id_queued.clone()]);
+    assert_eq!(
+        ids(&list(&format!("?{all}&name=beta")).await),
+        vec![id_queued.clone()]
+    );
     assert!(ids(&list(&format!("?{all}&name=BETA")).await).is_empty());
-    assert_eq!(ids(&list(&format!("?{all}&name=BETA&match=iexact")).await), vec![id_queued.clone()]);
-    assert_eq!(ids(&list(&format!("?{all}&name=Report&match=partial")).await), vec![id_named.clone()]);
+    assert_eq!(
+        ids(&list(&format!("?{all}&name=BETA&match=iexact")).await),
+        vec![id_queued.clone()]
+    );
+    assert_eq!(
+        ids(&list(&format!("?{all}&name=Report&match=partial")).await),
+        vec![id_named.clone()]
+    );
     assert!(ids(&list(&format!("?{all}&name=report&match=partial")).await).is_empty());
-    assert_eq!(ids(&list(&format!("?{all}&name=report.pdf&match=ipartial")).await), vec![id_named.clone()]);
-    assert_eq!(ids(&list(&format!("?{all}&name=My+Report.PDF")).await), vec![id_named.clone()]);
-    assert_eq!(ids(&list(&format!("?{all}&name=My%20Report.PDF&match=exact")).await), vec![id_named.clone()]);
-    assert!(ids(&list(&format!("?{all}&name=lph")).await).is_empty(), "exact is the default");
+    assert_eq!(
+        ids(&list(&format!("?{all}&name=report.pdf&match=ipartial")).await),
+        vec![id_named.clone()]
+    );
+    assert_eq!(
+        ids(&list(&format!("?{all}&name=My+Report.PDF")).await),
+        vec![id_named.clone()]
+    );
+    assert_eq!(
+        ids(&list(&format!("?{all}&name=My%20Report.PDF&match=exact")).await),
+        vec![id_named.clone()]
+    );
+    assert!(
+        ids(&list(&format!("?{all}&name=lph")).await).is_empty(),
+        "exact is the default"
+    );
 
     // Meta: every given pair must be present.
     let meta = |m: &str| format!("?{all}&meta={}", urlencode(m));
-    assert_eq!(ids(&list(&meta(r#"{"app":"x"}"#)).await), vec![id_named.clone(), id_queued.clone(), id_pinned.clone()]);
-    assert_eq!(ids(&list(&meta(r#"{"app":"x","env":"prod"}"#)).await), vec![id_pinned.clone()]);
+    assert_eq!(
+        ids(&list(&meta(r#"{"app":"x"}"#)).await),
+        vec![id_named.clone(), id_queued.clone(), id_pinned.clone()]
+    );
+    assert_eq!(
+        ids(&list(&meta(r#"{"app":"x","env":"prod"}"#)).await),
+        vec![id_pinned.clone()]
+    );
     assert!(ids(&list(&meta(r#"{"app":"z"}"#)).await).is_empty());
     assert_eq!(list(&meta("{}")).await["count"], 5);
 
@@ -259,7 +375,11 @@ async fn list_filters() {
     let body = list(&format!("?{all}&cid={c_pinned}&cid={c_queued}")).await;
     assert_eq!(ids(&body), vec![id_queued.clone(), id_pinned.clone()]);
     let body = list(&format!("?cid={c_pinned},{c_failed}")).await;
-    assert_eq!(ids(&body), vec![id_pinned.clone()], "default status applies to cid lookups too");
+    assert_eq!(
+        ids(&body),
+        vec![id_pinned.clone()],
+        "default status applies to cid lookups too"
+    );
     assert_eq!(list(&format!("?{all}&cid={}", cid(999))).await["count"], 0);
 
     // Creation window, limit, and count against the page.
@@ -270,12 +390,31 @@ async fn list_filters() {
         .collect();
     // created[0] is the newest (named), created[4] the oldest (pinned).
     let body = list(&format!("?{all}&before={}", urlencode(&created[1]))).await;
-    assert_eq!(ids(&body), vec![id_pinning.clone(), id_queued.clone(), id_pinned.clone()]);
+    assert_eq!(
+        ids(&body),
+        vec![id_pinning.clone(), id_queued.clone(), id_pinned.clone()]
+    );
     let body = list(&format!("?{all}&after={}", urlencode(&created[3]))).await;
-    assert_eq!(ids(&body), vec![id_named.clone(), id_failed.clone(), id_pinning.clone()]);
-    let body = list(&format!("?{all}&after={}&before={}", urlencode(&created[4]), urlencode(&created[0]))).await;
-    assert_eq!(ids(&body), vec![id_failed.clone(), id_pinning.clone(), id_queued.clone()]);
-    let body = list(&format!("?{all}&after={}&before={}", urlencode(&created[0]), urlencode(&created[4]))).await;
+    assert_eq!(
+        ids(&body),
+        vec![id_named.clone(), id_failed.clone(), id_pinning.clone()]
+    );
+    let body = list(&format!(
+        "?{all}&after={}&before={}",
+        urlencode(&created[4]),
+        urlencode(&created[0])
+    ))
+    .await;
+    assert_eq!(
+        ids(&body),
+        vec![id_failed.clone(), id_pinning.clone(), id_queued.clone()]
+    );
+    let body = list(&format!(
+        "?{all}&after={}&before={}",
+        urlencode(&created[0]),
+        urlencode(&created[4])
+    ))
+    .await;
     assert_eq!(body["count"], 0);
     let body = list(&format!("?{all}&limit=2")).await;
     assert_eq!(body["count"], 5);
@@ -317,7 +456,9 @@ async fn pagination_over_250_requests() {
         let mut tasks = Vec::new();
         for i in 0..10u32 {
             let api = Arc::clone(&api);
-            tasks.push(tokio::spawn(async move { api.create(&cid(batch * 10 + i), "bulk").await }));
+            tasks.push(tokio::spawn(async move {
+                api.create(&cid(batch * 10 + i), "bulk").await
+            }));
         }
         for t in tasks {
             created_ids.push(t.await.unwrap());
@@ -336,7 +477,11 @@ async fn pagination_over_250_requests() {
         let (code, body) = api.get(&path).await;
         assert_eq!(code, 200, "{body}");
         let page = results_of(&body);
-        assert_eq!(page.count as usize, 250 - seen.len(), "count covers every remaining match");
+        assert_eq!(
+            page.count as usize,
+            250 - seen.len(),
+            "count covers every remaining match"
+        );
         if page.results.is_empty() {
             break;
         }
@@ -349,8 +494,14 @@ async fn pagination_over_250_requests() {
     assert_eq!(pages, 3);
     let got: Vec<String> = seen.iter().map(|s| s.requestid.clone()).collect();
     assert_eq!(got, newest_first, "no duplicates, no gaps, newest first");
-    let times: Vec<Timestamp> = seen.iter().map(|s| Timestamp::parse(&s.created).unwrap()).collect();
-    assert!(times.windows(2).all(|w| w[0] > w[1]), "created strictly decreasing");
+    let times: Vec<Timestamp> = seen
+        .iter()
+        .map(|s| Timestamp::parse(&s.created).unwrap())
+        .collect();
+    assert!(
+        times.windows(2).all(|w| w[0] > w[1]),
+        "created strictly decreasing"
+    );
 
     // `after` counts exactly the newer requests, and pages backwards inside a window.
     for k in [0usize, 1, 99, 100, 249] {
@@ -381,7 +532,11 @@ async fn pagination_over_250_requests() {
     let (_, b) = api.get("/pins?limit=1000").await;
     assert_eq!(a, b);
     assert_eq!(results_of(&a).results.len(), 250);
-    Arc::try_unwrap(api).ok().expect("no other handle").stop().await;
+    Arc::try_unwrap(api)
+        .ok()
+        .expect("no other handle")
+        .stop()
+        .await;
 }
 
 #[tokio::test]
@@ -417,7 +572,10 @@ async fn spec_shaped_errors() {
         let (code, body) = common::decode(resp).await;
         assert_eq!(failure_reason(code, &body, 400), "BAD_REQUEST", "{raw:?}");
     }
-    assert!(api.cluster.calls.lock().unwrap().is_empty(), "nothing reached the cluster");
+    assert!(
+        api.cluster.calls.lock().unwrap().is_empty(),
+        "nothing reached the cluster"
+    );
 
     // Oversized body.
     let huge = json!({"cid": c.to_string(), "name": "n", "meta": {"blob": "x".repeat(2 << 20)}});
@@ -448,7 +606,12 @@ async fn spec_shaped_errors() {
     assert_eq!(code, 200);
 
     // Unknown ids (well-formed or not), unknown paths, wrong methods.
-    for id in ["01ARZ3NDEKTSV4RRFFQ69G5FAV", "nope", &c.to_string(), "%E2%9C%93"] {
+    for id in [
+        "01ARZ3NDEKTSV4RRFFQ69G5FAV",
+        "nope",
+        &c.to_string(),
+        "%E2%9C%93",
+    ] {
         let (code, body) = api.get(&format!("/pins/{id}")).await;
         assert_eq!(failure_reason(code, &body, 404), "NOT_FOUND", "{id}");
     }
@@ -499,8 +662,11 @@ async fn chunked_bodies_health_and_headers() {
     };
     let api = Running::start_with(dir.path(), Arc::new(FakeCluster::default()), cfg).await;
     let body = format!(r#"{{"cid":"{}","name":"streamed"}}"#, cid(5));
-    let chunks: Vec<Result<String, std::io::Error>> =
-        body.as_bytes().chunks(7).map(|c| Ok(String::from_utf8(c.to_vec()).unwrap())).collect();
+    let chunks: Vec<Result<String, std::io::Error>> = body
+        .as_bytes()
+        .chunks(7)
+        .map(|c| Ok(String::from_utf8(c.to_vec()).unwrap()))
+        .collect();
     let resp = api
         .http
         .post(api.url("/pins"))
@@ -543,16 +709,25 @@ async fn concurrent_create_and_delete_on_one_cid_never_orphan_a_request() {
         };
         assert_eq!(deleter.await.unwrap(), 202);
         let new = creator.await.unwrap();
-        assert!(api.cluster.is_pinned(&c), "round {round}: request {new} exists but its cid was unpinned");
+        assert!(
+            api.cluster.is_pinned(&c),
+            "round {round}: request {new} exists but its cid was unpinned"
+        );
     }
-    Arc::try_unwrap(api).ok().expect("no other handle").stop().await;
+    Arc::try_unwrap(api)
+        .ok()
+        .expect("no other handle")
+        .stop()
+        .await;
 }
 
 /// Percent-encodes everything but unreserved characters.
 fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()

@@ -25,7 +25,10 @@ async fn requests_survive_a_restart() {
     let api = Running::start_with(dir.path(), Arc::clone(&cluster), Default::default()).await;
     let (code, after_restart) = api.get("/pins?limit=1000").await;
     assert_eq!(code, 200);
-    assert_eq!(after_restart, before_restart, "same requests, same order, same fields");
+    assert_eq!(
+        after_restart, before_restart,
+        "same requests, same order, same fields"
+    );
     for id in [&first, &second, &third] {
         let (code, body) = api.get(&format!("/pins/{id}")).await;
         assert_eq!(code, 200, "{id}: {body}");
@@ -39,7 +42,10 @@ async fn requests_survive_a_restart() {
     assert_eq!(page.results[0].requestid, fourth);
     let (code, _) = api.delete(&format!("/pins/{first}")).await;
     assert_eq!(code, 202);
-    assert!(cluster.is_pinned(&shared), "the second request, stored before the restart, still needs it");
+    assert!(
+        cluster.is_pinned(&shared),
+        "the second request, stored before the restart, still needs it"
+    );
     let (code, _) = api.delete(&format!("/pins/{second}")).await;
     assert_eq!(code, 202);
     assert!(!cluster.is_pinned(&shared));
@@ -66,7 +72,8 @@ fn refuses_another_format_version() {
     {
         let db = Database::builder(dir.path()).open().unwrap();
         let meta = db.keyspace("meta", KeyspaceCreateOptions::default).unwrap();
-        meta.insert("format_version", (FORMAT_VERSION + 1).to_be_bytes()).unwrap();
+        meta.insert("format_version", (FORMAT_VERSION + 1).to_be_bytes())
+            .unwrap();
         db.persist(PersistMode::SyncAll).unwrap();
     }
     match RequestIndex::open(dir.path()) {
@@ -83,7 +90,10 @@ fn refuses_another_format_version() {
         let meta = db.keyspace("meta", KeyspaceCreateOptions::default).unwrap();
         meta.insert("format_version", [1u8]).unwrap();
     }
-    assert!(matches!(RequestIndex::open(dir.path()), Err(IndexError::Corrupt(_))));
+    assert!(matches!(
+        RequestIndex::open(dir.path()),
+        Err(IndexError::Corrupt(_))
+    ));
 
     // Requests without any version key are corruption too, not a fresh index.
     {
@@ -91,7 +101,10 @@ fn refuses_another_format_version() {
         let meta = db.keyspace("meta", KeyspaceCreateOptions::default).unwrap();
         meta.remove("format_version").unwrap();
     }
-    assert!(matches!(RequestIndex::open(dir.path()), Err(IndexError::Corrupt(_))));
+    assert!(matches!(
+        RequestIndex::open(dir.path()),
+        Err(IndexError::Corrupt(_))
+    ));
 }
 
 #[test]
@@ -100,7 +113,10 @@ fn a_fresh_directory_gets_the_current_version() {
     drop(RequestIndex::open(dir.path()).unwrap());
     let db = Database::builder(dir.path()).open().unwrap();
     let meta = db.keyspace("meta", KeyspaceCreateOptions::default).unwrap();
-    let v = meta.get("format_version").unwrap().expect("version written");
+    let v = meta
+        .get("format_version")
+        .unwrap()
+        .expect("version written");
     assert_eq!(v.as_ref(), FORMAT_VERSION.to_be_bytes());
 }
 
@@ -120,12 +136,17 @@ fn a_newer_record_is_refused_when_read() {
     };
     {
         let db = Database::builder(dir.path()).open().unwrap();
-        let requests = db.keyspace("requests", KeyspaceCreateOptions::default).unwrap();
+        let requests = db
+            .keyspace("requests", KeyspaceCreateOptions::default)
+            .unwrap();
         let (key, value) = requests.iter().next().unwrap().into_inner().unwrap();
         let mut newer = value.to_vec();
         newer[0] = 9;
         requests.insert(key, newer).unwrap();
     }
     let idx = RequestIndex::open(dir.path()).unwrap();
-    assert!(matches!(idx.get(&id), Err(IndexError::UnsupportedRecord(9))));
+    assert!(matches!(
+        idx.get(&id),
+        Err(IndexError::UnsupportedRecord(9))
+    ));
 }

@@ -46,7 +46,10 @@ async fn health(stream: &mut TcpStream) -> String {
 async fn serves_every_listen_address_and_stops() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = PinSvcConfig {
-        listen: vec!["127.0.0.1:0".parse().unwrap(), "127.0.0.1:0".parse().unwrap()],
+        listen: vec![
+            "127.0.0.1:0".parse().unwrap(),
+            "127.0.0.1:0".parse().unwrap(),
+        ],
         ..Default::default()
     };
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -64,9 +67,15 @@ async fn serves_every_listen_address_and_stops() {
         assert_eq!(body, serde_json::json!({"count": 0, "results": []}));
     }
     tx.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(15), handle).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(15), handle)
+        .await
+        .unwrap()
+        .unwrap();
     for a in &addrs {
-        assert!(TcpStream::connect(a).await.is_err(), "{a} still accepts after shutdown");
+        assert!(
+            TcpStream::connect(a).await.is_err(),
+            "{a} still accepts after shutdown"
+        );
     }
 }
 
@@ -79,11 +88,18 @@ async fn start_errors() {
         listen: vec![taken.local_addr().unwrap()],
         ..Default::default()
     };
-    let err = serve_pinsvc(cfg, Arc::clone(&svc), std::future::pending()).await.unwrap_err();
+    let err = serve_pinsvc(cfg, Arc::clone(&svc), std::future::pending())
+        .await
+        .unwrap_err();
     assert!(matches!(err, ServeError::Bind { .. }), "{err}");
 
-    let cfg = PinSvcConfig { listen: vec![], ..Default::default() };
-    let err = serve_pinsvc(cfg, Arc::clone(&svc), std::future::pending()).await.unwrap_err();
+    let cfg = PinSvcConfig {
+        listen: vec![],
+        ..Default::default()
+    };
+    let err = serve_pinsvc(cfg, Arc::clone(&svc), std::future::pending())
+        .await
+        .unwrap_err();
     assert!(matches!(err, ServeError::NoListenAddress));
 
     let cfg = PinSvcConfig {
@@ -91,14 +107,26 @@ async fn start_errors() {
         headers: [("bad header".to_string(), "v".to_string())].into(),
         ..Default::default()
     };
-    let err = serve_pinsvc(cfg, svc, std::future::pending()).await.unwrap_err();
+    let err = serve_pinsvc(cfg, svc, std::future::pending())
+        .await
+        .unwrap_err();
     assert!(matches!(err, ServeError::InvalidHeader { .. }));
 
     let cfg = PinSvcConfig::default()
         .with_listen_multiaddrs(&["/ip4/127.0.0.1/tcp/9097", "/dns4/localhost/tcp/1"])
         .unwrap();
-    assert_eq!(cfg.listen, vec!["127.0.0.1:9097".parse().unwrap(), "127.0.0.1:1".parse().unwrap()]);
-    assert!(PinSvcConfig::default().with_listen_multiaddrs(&["/unix/tmp/sock"]).is_err());
+    assert_eq!(
+        cfg.listen,
+        vec![
+            "127.0.0.1:9097".parse().unwrap(),
+            "127.0.0.1:1".parse().unwrap()
+        ]
+    );
+    assert!(
+        PinSvcConfig::default()
+            .with_listen_multiaddrs(&["/unix/tmp/sock"])
+            .is_err()
+    );
 }
 
 #[tokio::test]
@@ -110,19 +138,32 @@ async fn header_and_idle_timeouts_are_distinct() {
         idle_timeout: Duration::from_millis(1500),
         ..Default::default()
     };
-    let (addrs, _handle) = serve_pinsvc(cfg, service(dir.path()), std::future::pending()).await.unwrap();
+    let (addrs, _handle) = serve_pinsvc(cfg, service(dir.path()), std::future::pending())
+        .await
+        .unwrap();
     let addr = addrs[0];
 
     // A started head that never completes is cut after the header timeout.
     let mut slow = TcpStream::connect(addr).await.unwrap();
-    slow.write_all(b"GET /pins HTTP/1.1\r\nHost: x\r\n").await.unwrap();
-    assert!(closed_within(&mut slow, Duration::from_secs(3)).await, "half-sent head not cut");
+    slow.write_all(b"GET /pins HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    assert!(
+        closed_within(&mut slow, Duration::from_secs(3)).await,
+        "half-sent head not cut"
+    );
 
     // An idle keep-alive connection outlives the header timeout...
     let mut idle = TcpStream::connect(addr).await.unwrap();
     assert!(health(&mut idle).await.starts_with("HTTP/1.1 204"));
     tokio::time::sleep(Duration::from_millis(700)).await;
-    assert!(health(&mut idle).await.starts_with("HTTP/1.1 204"), "idle connection cut early");
+    assert!(
+        health(&mut idle).await.starts_with("HTTP/1.1 204"),
+        "idle connection cut early"
+    );
     // ...and is closed once the idle timeout passes.
-    assert!(closed_within(&mut idle, Duration::from_secs(4)).await, "idle connection kept open");
+    assert!(
+        closed_within(&mut idle, Duration::from_secs(4)).await,
+        "idle connection kept open"
+    );
 }

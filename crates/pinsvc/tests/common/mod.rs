@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use cluster_pinsvc::{PinSvcConfig, PinningBackend, PinningService, RequestIndex, serve_pinsvc};
-use cluster_types::{ApiError, Cid, GlobalPinInfo, Pin, PinInfoShort, PinOptions, Timestamp, TrackerStatus};
+use cluster_types::{
+    ApiError, Cid, GlobalPinInfo, Pin, PinInfoShort, PinOptions, Timestamp, TrackerStatus,
+};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -47,7 +49,11 @@ impl FakeCluster {
     }
 
     pub fn pin_options(&self, cid: &Cid) -> Option<PinOptions> {
-        self.pins.lock().unwrap().get(cid).map(|p| p.options.clone())
+        self.pins
+            .lock()
+            .unwrap()
+            .get(cid)
+            .map(|p| p.options.clone())
     }
 
     async fn pause(d: Duration) {
@@ -83,7 +89,10 @@ impl PinningBackend for FakeCluster {
         {
             return Err(ApiError::not_found("pin is not part of the pinset"));
         }
-        self.calls.lock().unwrap().push(("pin".into(), cid, opts.pin_update));
+        self.calls
+            .lock()
+            .unwrap()
+            .push(("pin".into(), cid, opts.pin_update));
         let pin = Pin::with_options(cid, opts);
         self.pins.lock().unwrap().insert(cid, pin.clone());
         Ok(pin)
@@ -104,17 +113,39 @@ impl PinningBackend for FakeCluster {
 
     async fn status(&self, cid: Cid) -> Result<GlobalPinInfo, ApiError> {
         if *self.failing_status.lock().unwrap() {
-            return Err(ApiError { code: 503, message: "peers unreachable".into() });
+            return Err(ApiError {
+                code: 503,
+                message: "peers unreachable".into(),
+            });
         }
         let pinned = self.is_pinned(&cid);
         let mut peer_map = BTreeMap::new();
         if pinned {
-            let s = self.statuses.lock().unwrap().get(&cid).copied().unwrap_or(TrackerStatus::Pinned);
-            let err = if s.is_error() { "could not fetch the dag" } else { "" };
-            peer_map.insert("12D3KooWPeerA".to_string(), Self::short(s, vec![PEER_A_ADDR.into()], err));
-            peer_map.insert("12D3KooWPeerB".to_string(), Self::short(TrackerStatus::Remote, vec![], ""));
+            let s = self
+                .statuses
+                .lock()
+                .unwrap()
+                .get(&cid)
+                .copied()
+                .unwrap_or(TrackerStatus::Pinned);
+            let err = if s.is_error() {
+                "could not fetch the dag"
+            } else {
+                ""
+            };
+            peer_map.insert(
+                "12D3KooWPeerA".to_string(),
+                Self::short(s, vec![PEER_A_ADDR.into()], err),
+            );
+            peer_map.insert(
+                "12D3KooWPeerB".to_string(),
+                Self::short(TrackerStatus::Remote, vec![], ""),
+            );
         } else {
-            peer_map.insert("12D3KooWPeerA".to_string(), Self::short(TrackerStatus::Unpinned, vec![], ""));
+            peer_map.insert(
+                "12D3KooWPeerA".to_string(),
+                Self::short(TrackerStatus::Unpinned, vec![], ""),
+            );
         }
         Ok(GlobalPinInfo {
             cid,
@@ -146,7 +177,12 @@ pub struct Running {
 impl Running {
     /// Starts the API with its index in `dir`.
     pub async fn start(dir: &Path) -> Running {
-        Self::start_with(dir, Arc::new(FakeCluster::default()), PinSvcConfig::default()).await
+        Self::start_with(
+            dir,
+            Arc::new(FakeCluster::default()),
+            PinSvcConfig::default(),
+        )
+        .await
     }
 
     pub async fn start_with(dir: &Path, cluster: Arc<FakeCluster>, cfg: PinSvcConfig) -> Running {
@@ -193,7 +229,13 @@ impl Running {
 
     /// POST /pins with a JSON body; returns status and JSON.
     pub async fn post(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
-        let resp = self.http.post(self.url(path)).json(&body).send().await.expect("post");
+        let resp = self
+            .http
+            .post(self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .expect("post");
         decode(resp).await
     }
 
@@ -203,13 +245,23 @@ impl Running {
     }
 
     pub async fn delete(&self, path: &str) -> (u16, serde_json::Value) {
-        let resp = self.http.delete(self.url(path)).send().await.expect("delete");
+        let resp = self
+            .http
+            .delete(self.url(path))
+            .send()
+            .await
+            .expect("delete");
         decode(resp).await
     }
 
     /// Creates a request for `cid` with a name and returns its id.
     pub async fn create(&self, cid: &Cid, name: &str) -> String {
-        let (code, body) = self.post("/pins", serde_json::json!({"cid": cid.to_string(), "name": name})).await;
+        let (code, body) = self
+            .post(
+                "/pins",
+                serde_json::json!({"cid": cid.to_string(), "name": name}),
+            )
+            .await;
         assert_eq!(code, 202, "{body}");
         body["requestid"].as_str().expect("requestid").to_string()
     }
@@ -229,16 +281,28 @@ pub async fn decode(resp: reqwest::Response) -> (u16, serde_json::Value) {
 
 /// A distinct raw-codec CID for each `n`.
 pub fn cid(n: u32) -> Cid {
-    let mh = cid::multihash::Multihash::<64>::wrap(0x00, format!("content-{n}").as_bytes()).unwrap();
+    let mh =
+        cid::multihash::Multihash::<64>::wrap(0x00, format!("content-{n}").as_bytes()).unwrap();
     Cid::new_v1(0x55, mh)
 }
 
 /// Asserts the spec's failure shape and returns its reason.
 pub fn failure_reason(code: u16, body: &serde_json::Value, want_code: u16) -> String {
     assert_eq!(code, want_code, "{body}");
-    let err = body.get("error").unwrap_or_else(|| panic!("no error object in {body}"));
-    let reason = err["reason"].as_str().unwrap_or_else(|| panic!("no reason in {body}"));
-    assert!(err["details"].as_str().is_some_and(|d| !d.is_empty()), "{body}");
-    assert_eq!(body.as_object().unwrap().len(), 1, "only `error` at top level: {body}");
+    let err = body
+        .get("error")
+        .unwrap_or_else(|| panic!("no error object in {body}"));
+    let reason = err["reason"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no reason in {body}"));
+    assert!(
+        err["details"].as_str().is_some_and(|d| !d.is_empty()),
+        "{body}"
+    );
+    assert_eq!(
+        body.as_object().unwrap().len(),
+        1,
+        "only `error` at top level: {body}"
+    );
     reason.to_string()
 }
