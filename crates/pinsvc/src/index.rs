@@ -251,22 +251,10 @@ impl RequestIndex {
 
     /// Requests created inside `window`, newest first, read lazily from one snapshot.
     pub fn newest_first(&self, window: CreatedWindow) -> RequestIter {
-        let lower = match window.from_millis {
-            Some(m) if m > MAX_MILLIS => return Box::new(std::iter::empty()),
-            Some(m) => Bound::Included(RequestId::lower_bound(m)),
-            None => Bound::Unbounded,
-        };
-        let upper = match window.until_millis {
-            Some(m) if m > MAX_MILLIS => Bound::Unbounded,
-            Some(m) => Bound::Excluded(RequestId::lower_bound(m)),
-            None => Bound::Unbounded,
-        };
-        if let (Bound::Included(lo), Bound::Excluded(hi)) = (&lower, &upper)
-            && lo >= hi
-        {
+        let Some(range) = key_range(window) else {
             return Box::new(std::iter::empty());
-        }
-        let iter = self.db.snapshot().range(&self.requests, (lower, upper));
+        };
+        let iter = self.db.snapshot().range(&self.requests, range);
         Box::new(iter.rev().map(|guard| {
             let (key, value) = guard.into_inner()?;
             let id = RequestId::from_key(&key).ok_or_else(|| {
@@ -279,11 +267,46 @@ impl RequestIndex {
         }))
     }
 
+    /// How many requests were created inside `window`, counting keys without decoding records.
+    pub fn count(&self, window: CreatedWindow) -> Result<u64, IndexError> {
+        let Some(range) = key_range(window) else {
+            return Ok(0);
+        };
+        let mut n = 0;
+        for guard in self.db.snapshot().range(&self.requests, range) {
+            guard.key()?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
     /// Flushes written requests to disk (fsync), for callers that want a power-loss-safe point.
     pub fn persist(&self) -> Result<(), IndexError> {
         self.db.persist(PersistMode::SyncAll)?;
         Ok(())
     }
+}
+
+type KeyRange = (Bound<[u8; 16]>, Bound<[u8; 16]>);
+
+/// The key range of a creation window; `None` when the window is empty.
+fn key_range(window: CreatedWindow) -> Option<KeyRange> {
+    let lower = match window.from_millis {
+        Some(m) if m > MAX_MILLIS => return None,
+        Some(m) => Bound::Included(RequestId::lower_bound(m)),
+        None => Bound::Unbounded,
+    };
+    let upper = match window.until_millis {
+        Some(m) if m > MAX_MILLIS => Bound::Unbounded,
+        Some(m) => Bound::Excluded(RequestId::lower_bound(m)),
+        None => Bound::Unbounded,
+    };
+    if let (Bound::Included(lo), Bound::Excluded(hi)) = (&lower, &upper)
+        && lo >= hi
+    {
+        return None;
+    }
+    Some((lower, upper))
 }
 
 fn cid_key(cid: &Cid, id: &RequestId) -> Vec<u8> {
@@ -387,5 +410,16 @@ mod tests {
             until_millis: Some(u64::MAX),
         };
         assert_eq!(got(w).len(), 5);
+        assert_eq!(idx.count(w).unwrap(), 5);
+        let w = CreatedWindow {
+            from_millis: Some(ms[1]),
+            until_millis: Some(ms[4]),
+        };
+        assert_eq!(idx.count(w).unwrap(), 3);
+        let w = CreatedWindow {
+            from_millis: Some(ms[3]),
+            until_millis: Some(ms[3]),
+        };
+        assert_eq!(idx.count(w).unwrap(), 0);
     }
 }

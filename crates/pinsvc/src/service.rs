@@ -166,7 +166,14 @@ impl PinningService {
     /// stored filters first. When the status filter is not "everything", each remaining
     /// request costs one status lookup, because `count` must be exact.
     pub async fn list(&self, q: &ListQuery) -> Result<PinResults, ApiError> {
-        let mut source = self.candidates(q)?;
+        // Nothing to filter on: count keys in the window and read only the page.
+        let unfiltered =
+            q.any_status() && q.cids.is_empty() && q.name.is_none() && q.meta.is_empty();
+        let mut source = if unfiltered {
+            Box::new(self.index.newest_first(q.window).take(q.limit))
+        } else {
+            self.candidates(q)?
+        };
         let mut count = 0u64;
         let mut results = Vec::new();
         let mut fallback = Fallback::default();
@@ -215,6 +222,9 @@ impl PinningService {
                     results.push(self.render(req, derived, &mut fallback).await);
                 }
             }
+        }
+        if unfiltered {
+            count = self.index.count(q.window)?;
         }
         Ok(PinResults { count, results })
     }

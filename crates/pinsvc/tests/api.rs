@@ -469,39 +469,43 @@ async fn pagination_over_250_requests() {
     newest_first.sort();
     newest_first.reverse();
 
-    // Walk back with `before`, as the spec describes.
+    // Walk back with `before`, as the spec describes: once with the default status filter
+    // (a status lookup per request) and once with every status (counted from the index).
     let mut seen: Vec<PinStatus> = Vec::new();
-    let mut path = "/pins?limit=100".to_string();
-    let mut pages = 0;
-    loop {
-        let (code, body) = api.get(&path).await;
-        assert_eq!(code, 200, "{body}");
-        let page = results_of(&body);
-        assert_eq!(
-            page.count as usize,
-            250 - seen.len(),
-            "count covers every remaining match"
-        );
-        if page.results.is_empty() {
-            break;
+    for statuses in ["", "&status=queued,pinning,pinned,failed"] {
+        seen.clear();
+        let mut path = format!("/pins?limit=100{statuses}");
+        let mut pages = 0;
+        loop {
+            let (code, body) = api.get(&path).await;
+            assert_eq!(code, 200, "{body}");
+            let page = results_of(&body);
+            assert_eq!(
+                page.count as usize,
+                250 - seen.len(),
+                "count covers every remaining match"
+            );
+            if page.results.is_empty() {
+                break;
+            }
+            pages += 1;
+            assert!(page.results.len() <= 100);
+            let oldest = page.results.last().unwrap().created.clone();
+            seen.extend(page.results);
+            path = format!("/pins?limit=100{statuses}&before={}", urlencode(&oldest));
         }
-        pages += 1;
-        assert!(page.results.len() <= 100);
-        let oldest = page.results.last().unwrap().created.clone();
-        seen.extend(page.results);
-        path = format!("/pins?limit=100&before={}", urlencode(&oldest));
+        assert_eq!(pages, 3);
+        let got: Vec<String> = seen.iter().map(|s| s.requestid.clone()).collect();
+        assert_eq!(got, newest_first, "no duplicates, no gaps, newest first");
+        let times: Vec<Timestamp> = seen
+            .iter()
+            .map(|s| Timestamp::parse(&s.created).unwrap())
+            .collect();
+        assert!(
+            times.windows(2).all(|w| w[0] > w[1]),
+            "created strictly decreasing"
+        );
     }
-    assert_eq!(pages, 3);
-    let got: Vec<String> = seen.iter().map(|s| s.requestid.clone()).collect();
-    assert_eq!(got, newest_first, "no duplicates, no gaps, newest first");
-    let times: Vec<Timestamp> = seen
-        .iter()
-        .map(|s| Timestamp::parse(&s.created).unwrap())
-        .collect();
-    assert!(
-        times.windows(2).all(|w| w[0] > w[1]),
-        "created strictly decreasing"
-    );
 
     // `after` counts exactly the newer requests, and pages backwards inside a window.
     for k in [0usize, 1, 99, 100, 249] {
