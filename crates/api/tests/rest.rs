@@ -679,7 +679,6 @@ async fn unknown_route_and_wrong_method() {
     for path in [
         "/nope",
         "/add",
-        "/health/graph",
         "/health/bandwidth",
         "/token",
         "/",
@@ -691,6 +690,14 @@ async fn unknown_route_and_wrong_method() {
     let (st, h, body) = call(M::PUT, s.url("/id")).await;
     assert_json_error(st, &h, &body, 405);
     assert_eq!(h["allow"], "GET");
+    let (st, h, body) = call(M::POST, s.url("/health/graph")).await;
+    assert_json_error(st, &h, &body, 405);
+    let (st, _, body) = call(M::GET, s.url("/health/graph")).await;
+    assert_eq!(st, 200);
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["cluster_id"], "QmFake");
+    // The chaos link hook is routed only with chaos enabled.
+    let (st, _, _) = call(M::POST, s.url("/health/net/block/QmFake")).await;
+    assert_eq!(st, 404);
     let (st, h, body) = call(M::GET, s.url("/ipfs/gc")).await;
     assert_json_error(st, &h, &body, 405);
     let (st, h, body) = call(M::GET, s.url("/pins/%zz")).await;
