@@ -187,15 +187,13 @@ fn target_dir() -> PathBuf {
             return dir;
         }
     }
-    if let Ok(exe) = std::env::current_exe() {
-        if let Some(deps) = exe
+    if let Ok(exe) = std::env::current_exe()
+        && let Some(deps) = exe
             .ancestors()
             .find(|a| a.file_name().is_some_and(|n| n == "deps"))
-        {
-            if let Some(target) = deps.parent().and_then(Path::parent) {
-                return target.to_path_buf();
-            }
-        }
+        && let Some(target) = deps.parent().and_then(Path::parent)
+    {
+        return target.to_path_buf();
     }
     warn!("cannot locate the cargo target dir from the test binary; using the workspace's");
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target")
