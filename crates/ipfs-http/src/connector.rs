@@ -189,7 +189,7 @@ impl KuboConnector {
             .map_err(|e| e.into_ipfs("block/put"))?;
         let mut missing = 0;
         for (block, cid) in blocks.iter().zip(&expected) {
-            if !confirmed.contains(cid) {
+            if !confirmed.iter().any(|c| same_block(c, cid)) {
                 missing += 1;
                 self.block_put(block.clone(), codec).await?;
             }
@@ -679,7 +679,7 @@ impl IpfsConnector for KuboConnector {
             "cid-codec"
         };
         let first = inner.block_put_request(&blocks, first_param, name).await;
-        if matches!(&first, Ok(cids) if cids.first() == Some(&expected)) {
+        if matches!(&first, Ok(cids) if cids.first().is_some_and(|c| same_block(c, &expected))) {
             if known == CODEC_PARAM_UNKNOWN && codec != CODEC_DAG_PB {
                 // dag-pb comes out the same either way, so only other codecs tell
                 inner
@@ -706,7 +706,7 @@ impl IpfsConnector for KuboConnector {
             .block_put_request(&blocks, "format", name)
             .await
             .map_err(|e| e.into_ipfs("block/put"))?;
-        if retry.first() == Some(&expected) {
+        if retry.first().is_some_and(|c| same_block(c, &expected)) {
             info!("node takes the block codec as `format`, using that from now on");
             inner
                 .codec_param
@@ -932,6 +932,12 @@ impl PinListing {
     }
 }
 
+/// Whether the node stored the block `expected` names. Kubo answers CIDv1 even for dag-pb, where
+/// the cluster uses CIDv0; blocks are stored by multihash, so the version does not matter.
+fn same_block(got: &Cid, expected: &Cid) -> bool {
+    got.codec() == expected.codec() && got.hash() == expected.hash()
+}
+
 /// The multicodec name `block/put` takes for `codec`.
 fn codec_name(codec: u64) -> Result<&'static str, IpfsError> {
     Ok(match codec {
@@ -1020,6 +1026,13 @@ mod tests {
             Some(expected)
         );
         assert_eq!(quoted_cid("not pinned or pinned indirectly"), None);
+
+        let v1 = Cid::new_v1(CODEC_DAG_PB, *expected.hash());
+        assert!(same_block(&v1, &expected));
+        assert!(!same_block(
+            &Cid::new_v1(CODEC_RAW, *expected.hash()),
+            &expected
+        ));
 
         assert_eq!(as_u64(&serde_json::json!(12)), Some(12));
         assert_eq!(

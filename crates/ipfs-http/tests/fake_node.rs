@@ -384,3 +384,52 @@ async fn calls_after_shutdown_are_refused() {
     assert_eq!(conn.unpin(&cid()).await, Err(IpfsError::Closed));
     assert_eq!(seen.lock().unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn kubo_style_block_put_answers_are_accepted_as_they_come() {
+    init_tracing();
+    let dir_block = cluster_ipfs::conformance::dag_pb_directory(&[]);
+    let dir_v0 = cluster_ipfs::block_cid(&dir_block, cluster_ipfs::CODEC_DAG_PB).unwrap();
+    // Kubo answers cid-codec=dag-pb with a CIDv1, where the cluster expects Kubo-add's CIDv0
+    let dir_v1 = Cid::new_v1(cluster_ipfs::CODEC_DAG_PB, *dir_v0.hash()).to_string();
+    let hello = bytes::Bytes::from_static(b"hello world\n");
+    let raw = cluster_ipfs::block_cid(&hello, cluster_ipfs::CODEC_RAW)
+        .unwrap()
+        .to_string();
+    let (conn, seen) = fake_node(move |target| {
+        let key = if target.contains("cid-codec=dag-pb") {
+            &dir_v1
+        } else {
+            &raw
+        };
+        Reply::Json(200, format!(r#"{{"Key":"{key}","Size":4}}"#))
+    })
+    .await;
+
+    let cid = conn
+        .block_put(dir_block, cluster_ipfs::CODEC_DAG_PB)
+        .await
+        .expect("dag-pb put");
+    assert_eq!(cid, dir_v0);
+    for _ in 0..2 {
+        let cid = conn
+            .block_put(hello.clone(), cluster_ipfs::CODEC_RAW)
+            .await
+            .expect("raw put");
+        assert_eq!(
+            cid.to_string(),
+            cluster_ipfs::conformance::HELLO_WORLD_RAW_CID
+        );
+    }
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 3, "one request per block, no retries: {seen:?}");
+    assert!(
+        seen.iter()
+            .all(|t| t.contains("cid-codec=") && !t.contains("format=")),
+        "{seen:?}"
+    );
+    assert!(
+        seen[1].contains("mhtype=sha2-256") && seen[1].contains("pin=false"),
+        "{seen:?}"
+    );
+}
