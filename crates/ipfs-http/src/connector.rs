@@ -228,10 +228,16 @@ impl Inner {
             .map_err(|e| e.into_ipfs(command))
     }
 
-    /// One `pin/ls` for `cids` (type all). Unpinned CIDs make Kubo fail the whole request.
-    async fn pin_ls_request(&self, cids: &[Cid]) -> Result<Vec<IpfsPinStatus>, RpcError> {
+    /// One `pin/ls` for `cids`, of pins of type `kind` (`all` includes indirect ones, which
+    /// costs Kubo a walk of every recursive pin for each CID not pinned otherwise). Unpinned CIDs
+    /// make the node fail the whole request.
+    async fn pin_ls_request(
+        &self,
+        cids: &[Cid],
+        kind: &str,
+    ) -> Result<Vec<IpfsPinStatus>, RpcError> {
         let mut query: Vec<(&str, String)> = cids.iter().map(|c| ("arg", c.to_string())).collect();
-        query.push(("type", "all".into()));
+        query.push(("type", kind.into()));
         let answer = self
             .rpc
             .json("pin/ls", &query, self.request_deadline())
@@ -265,9 +271,24 @@ impl Inner {
 
     async fn pin_ls_one(&self, cid: &Cid) -> Result<IpfsPinStatus, IpfsError> {
         self.check_open()?;
-        match self.pin_ls_request(std::slice::from_ref(cid)).await {
+        match self.pin_ls_request(std::slice::from_ref(cid), "all").await {
             Ok(statuses) => Ok(statuses[0]),
             Err(e) if is_not_pinned(&e) => Ok(IpfsPinStatus::Unpinned),
+            Err(e) => Err(e.into_ipfs("pin/ls")),
+        }
+    }
+
+    /// Whether `cid` has a pin of exactly this kind; cheap, unlike [`Inner::pin_ls_one`], because
+    /// no indirect pins are looked for.
+    async fn has_pin(&self, cid: &Cid, mode: PinMode) -> Result<bool, IpfsError> {
+        self.check_open()?;
+        let (kind, wanted) = match mode {
+            PinMode::Recursive => ("recursive", IpfsPinStatus::Recursive),
+            PinMode::Direct => ("direct", IpfsPinStatus::Direct),
+        };
+        match self.pin_ls_request(std::slice::from_ref(cid), kind).await {
+            Ok(statuses) => Ok(statuses[0] == wanted),
+            Err(e) if is_not_pinned(&e) => Ok(false),
             Err(e) => Err(e.into_ipfs("pin/ls")),
         }
     }
@@ -285,7 +306,7 @@ impl Inner {
                 return Ok(statuses);
             }
             let cids: Vec<Cid> = asking.iter().map(|&i| chunk[i]).collect();
-            match self.pin_ls_request(&cids).await {
+            match self.pin_ls_request(&cids, "all").await {
                 Ok(found) => {
                     for (&i, status) in asking.iter().zip(found) {
                         statuses[i] = status;
@@ -444,16 +465,9 @@ impl IpfsConnector for KuboConnector {
         let span = info_span!("kubo_pin", %cid, %mode);
         async {
             inner.check_open()?;
-            // Kubo refuses a direct pin of a recursively pinned CID, and re-pinning costs a DAG walk
-            let before = inner.pin_ls_one(cid).await?;
-            let satisfied = match mode {
-                PinMode::Recursive => before == IpfsPinStatus::Recursive,
-                PinMode::Direct => {
-                    matches!(before, IpfsPinStatus::Recursive | IpfsPinStatus::Direct)
-                }
-            };
-            if satisfied {
-                debug!(%before, "already pinned");
+            // re-pinning what is pinned costs the node a walk of the whole DAG
+            if inner.has_pin(cid, mode).await? {
+                debug!("already pinned");
                 return Ok(());
             }
             let query = [
@@ -461,8 +475,17 @@ impl IpfsConnector for KuboConnector {
                 ("recursive", (mode == PinMode::Recursive).to_string()),
                 ("progress", "true".to_string()),
             ];
-            inner.run_pin("pin/add", &query, &progress).await?;
-            info!("pinned");
+            match inner.run_pin("pin/add", &query, &progress).await {
+                Ok(()) => info!("pinned"),
+                // Kubo and js-ipfs refuse to add a direct pin under a recursive one, which
+                // already protects the block: the desired state holds
+                Err(IpfsError::InvalidInput(m) | IpfsError::Backend(m))
+                    if mode == PinMode::Direct && m.contains("already pinned recursively") =>
+                {
+                    debug!("already pinned recursively");
+                }
+                Err(e) => return Err(e),
+            }
             Ok(())
         }
         .instrument(span)
@@ -482,11 +505,11 @@ impl IpfsConnector for KuboConnector {
             if from == to || !inner.pin_update_supported.load(Ordering::Acquire) {
                 return Ok(false);
             }
-            if inner.pin_ls_one(from).await? != IpfsPinStatus::Recursive {
+            if !inner.has_pin(from, PinMode::Recursive).await? {
                 debug!("old cid is not pinned recursively, pinning the new one from scratch");
                 return Ok(false);
             }
-            if inner.pin_ls_one(to).await? == IpfsPinStatus::Recursive {
+            if inner.has_pin(to, PinMode::Recursive).await? {
                 return Ok(true);
             }
             let query = [
