@@ -398,6 +398,62 @@ pub async fn unpin_not_pinned_is_ok(conn: Arc<dyn IpfsConnector>) -> Outcome {
     Ok(())
 }
 
+/// `pin_update` pins the new CID recursively and leaves the old pin alone; when the old CID is
+/// not pinned it is an ordinary recursive pin.
+pub async fn pin_update_keeps_the_old_pin(conn: Arc<dyn IpfsConnector>) -> Outcome {
+    let from = step(
+        "add old",
+        conn.add_bytes(pseudo_random_bytes(unique_seed(), 300 * 1024)),
+    )
+    .await?;
+    let to = step(
+        "add new",
+        conn.add_bytes(pseudo_random_bytes(unique_seed(), 300 * 1024)),
+    )
+    .await?;
+    pin_with_progress(&conn, &from, PinMode::Recursive).await?;
+    let (tx, _rx) = mpsc::channel(1024);
+    step("pin update", conn.pin_update(&from, &to, tx)).await?;
+    expect_status(&conn, &to, IpfsPinStatus::Recursive, "new cid after update").await?;
+    expect_status(
+        &conn,
+        &from,
+        IpfsPinStatus::Recursive,
+        "old cid after update",
+    )
+    .await?;
+
+    let loose = step(
+        "add unpinned",
+        conn.add_bytes(pseudo_random_bytes(unique_seed(), 2000)),
+    )
+    .await?;
+    let fresh = step(
+        "add fresh",
+        conn.add_bytes(pseudo_random_bytes(unique_seed(), 2000)),
+    )
+    .await?;
+    let (tx, _rx) = mpsc::channel(1024);
+    step(
+        "pin update from unpinned",
+        conn.pin_update(&loose, &fresh, tx),
+    )
+    .await?;
+    expect_status(
+        &conn,
+        &fresh,
+        IpfsPinStatus::Recursive,
+        "update from an unpinned cid",
+    )
+    .await?;
+    expect_status(&conn, &loose, IpfsPinStatus::Unpinned, "unpinned old cid").await?;
+
+    for cid in [from, to, fresh] {
+        step("unpin", conn.unpin(&cid)).await?;
+    }
+    Ok(())
+}
+
 /// `pin_ls` lists recursive and direct pins together when both are asked, and only the asked
 /// kind otherwise.
 pub async fn pin_ls_lists_both_kinds(conn: Arc<dyn IpfsConnector>) -> Outcome {
@@ -794,6 +850,7 @@ pub async fn run_all(conn: Arc<dyn IpfsConnector>) -> Outcome {
     run!(pin_recursive_lifecycle);
     run!(pin_direct_lifecycle);
     run!(unpin_not_pinned_is_ok);
+    run!(pin_update_keeps_the_old_pin);
     run!(pin_ls_lists_both_kinds);
     run!(pin_ls_cids_agrees_with_pin_ls_cid);
     run!(repo_stat_grows_after_add);

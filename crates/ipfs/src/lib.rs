@@ -142,6 +142,20 @@ pub trait IpfsConnector: Send + Sync + 'static {
         progress: tokio::sync::mpsc::Sender<u64>,
     ) -> Result<(), IpfsError>;
 
+    /// Pins `to` recursively when `from` (an earlier version of the same content) is pinned here,
+    /// so a backend can fetch and walk only what differs: Kubo's `pin/update`. `from` stays pinned;
+    /// unpinning it is the caller's decision. The default is an ordinary recursive pin of `to`,
+    /// which is also what backends do when `from` is not pinned recursively.
+    async fn pin_update(
+        &self,
+        from: &Cid,
+        to: &Cid,
+        progress: tokio::sync::mpsc::Sender<u64>,
+    ) -> Result<(), IpfsError> {
+        let _ = from;
+        self.pin(to, PinMode::Recursive, progress).await
+    }
+
     /// Removes the recursive or direct pin on `cid`. A CID that is not pinned (or only pinned
     /// indirectly) is not an error: the desired state already holds.
     async fn unpin(&self, cid: &Cid) -> Result<(), IpfsError>;
