@@ -1,4 +1,4 @@
-//! The HTTP/1 serving loop shared by the REST and metrics servers.
+//! The HTTP/1 serving loop shared by the REST, metrics and pinning-service servers.
 //!
 //! warp decides what each request gets; this module owns the connections. It binds (reporting a
 //! taken port as an error instead of panicking like `warp::serve().bind()`), drives each
@@ -42,7 +42,7 @@ use crate::stream::{NdjsonBody, OpenStream};
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// What a route filter produces.
-pub(crate) type WarpResponse = warp::reply::Response;
+pub type WarpResponse = warp::reply::Response;
 
 /// Names the body type inside warp's response, which warp does not export by name.
 trait BodyOf {
@@ -54,21 +54,21 @@ impl<B> BodyOf for Response<B> {
 type WarpBody = <WarpResponse as BodyOf>::Body;
 
 /// Settings of one listener.
-pub(crate) struct ServerOptions {
-    /// Name for logs ("rest", "metrics").
+pub struct ServerOptions {
+    /// Name for logs ("rest", "metrics", "pinsvc").
     pub name: &'static str,
     /// Headers added to every response that does not set them itself.
     pub extra_headers: HeaderMap,
     /// Limit on the request head, before Go's 4096 bytes of slack.
     pub max_header_bytes: usize,
-    /// See [`crate::RestApiConfig::read_header_timeout`].
+    /// Time to send a complete request head once started; zero disables it.
     pub read_header_timeout: Duration,
-    /// See [`crate::RestApiConfig::idle_timeout`].
+    /// Time a keep-alive connection may wait for its next request; zero disables it.
     pub idle_timeout: Duration,
 }
 
 /// Turns configured header pairs into a header map, rejecting invalid names and values.
-pub(crate) fn header_map<'a>(
+pub fn header_map<'a>(
     pairs: impl IntoIterator<Item = (&'a String, &'a String)>,
 ) -> Result<HeaderMap, ApiServerError> {
     let mut map = HeaderMap::new();
@@ -105,8 +105,10 @@ impl StreamSlot {
     }
 }
 
-/// Binds `listen` and serves `filter` until `shutdown` resolves; returns the bound address.
-pub(crate) async fn serve(
+/// Binds `listen` and serves `filter` until `shutdown` resolves; returns the bound address
+/// and the server task, which ends once open connections have finished (or after a grace
+/// period) following shutdown.
+pub async fn serve(
     listen: SocketAddr,
     opts: ServerOptions,
     filter: BoxedFilter<(WarpResponse,)>,

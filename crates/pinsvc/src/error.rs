@@ -65,6 +65,15 @@ pub enum ServeError {
     },
 }
 
+impl From<cluster_api::ApiServerError> for ServeError {
+    fn from(e: cluster_api::ApiServerError) -> Self {
+        match e {
+            cluster_api::ApiServerError::Bind { addr, source } => ServeError::Bind { addr, source },
+            cluster_api::ApiServerError::InvalidHeader { name, reason } => ServeError::InvalidHeader { name, reason },
+        }
+    }
+}
+
 /// The spec's `Failure` object: `{"error":{"reason","details"}}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Failure {
