@@ -11,7 +11,7 @@ use cluster_api::{multiaddr_to_socketaddr, ClusterApi, RestApiConfig};
 use cluster_config::{Loaded, ServiceConfig};
 use cluster_consensus::{CrdtSettings, CrdtStore};
 use cluster_core::{Cluster, ClusterSettings, ConsensusMode, InformerSettings, IpfsTimeouts};
-use cluster_net::{Keypair, NetConfig, TrustSet};
+use cluster_net::{NetConfig, TrustSet};
 use cluster_ipfs::{EmbeddedConfig, Multiaddr};
 use cluster_observe::Metrics;
 use cluster_state::FjallState;
@@ -46,8 +46,8 @@ pub async fn run(dir: PathBuf, env: HashMap<String, String>, enable_chaos: bool,
     let backend = cluster_ipfs::start_embedded(ipfs_cfg).await.context("starting the embedded ipfs node")?;
 
     let metrics = Arc::new(Metrics::new());
-    let mut settings = settings(&config, &peer_id, repo);
-    settings.net = net_config(&config, &identity, &peerstore, &bootstrap)?;
+    let net = net_config(&config, &identity, &peerstore, &bootstrap)?;
+    let settings = settings(&config, &peer_id, repo, net);
     let cluster = Cluster::start(settings, Arc::clone(&backend), mode, Arc::clone(&metrics)).await?;
 
     let api: Arc<dyn ClusterApi> = Arc::new(PeerApi(cluster.clone()));
@@ -110,7 +110,7 @@ fn rest_config(config: &ServiceConfig, chaos_enabled: bool) -> Result<RestApiCon
     })
 }
 
-fn settings(config: &ServiceConfig, peer_id: &str, repo: PathBuf) -> ClusterSettings {
+fn settings(config: &ServiceConfig, peer_id: &str, repo: PathBuf, net: NetConfig) -> ClusterSettings {
     let c = &config.cluster;
     let t = config.ipfs_connector.timings();
     let stateless = &config.pin_tracker.stateless;
@@ -143,35 +143,13 @@ fn settings(config: &ServiceConfig, peer_id: &str, repo: PathBuf) -> ClusterSett
         ipfs_timeouts: IpfsTimeouts { request: t.ipfs_request_timeout, unpin: t.unpin_timeout, repo_gc: t.repogc_timeout },
         heartbeat_interval: Duration::from_secs(1),
         restart_policy: RestartPolicy::default(),
-        net: placeholder_net(),
+        net,
         peer_call_timeout: Duration::from_secs(15),
         repinning: !c.disable_repinning && !c.follower_mode,
         repin_grace: c.repin_grace_period,
         repin_rate: c.repin_rate_limit,
         pin_only_on_trusted_peers: c.pin_only_on_trusted_peers,
         pin_only_on_untrusted_peers: c.pin_only_on_untrusted_peers,
-    }
-}
-
-/// Replaced by [`net_config`] before use; keeps [`settings`] free of identity handling.
-fn placeholder_net() -> NetConfig {
-    let keypair = Keypair::generate_ed25519();
-    let me = keypair.public().to_peer_id().to_string();
-    NetConfig {
-        keypair,
-        listen: Vec::new(),
-        secret: None,
-        dial_timeout: Duration::from_secs(3),
-        rpc_timeout: Duration::from_secs(15),
-        max_in_flight: 256,
-        bootstrap: Vec::new(),
-        topics: Vec::new(),
-        heartbeat: Duration::from_secs(1),
-        d_factor: 1,
-        history_length: 6,
-        history_gossip: 2,
-        flood_publish: true,
-        trust: TrustSet::everyone(&me),
     }
 }
 

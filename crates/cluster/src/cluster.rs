@@ -504,6 +504,17 @@ impl Cluster {
         &self,
         request: impl FnOnce(mpsc::Sender<Result<PinInfo, ApiError>>) -> TrackerMsg + Send + 'static,
     ) -> BoxStream<'static, Result<GlobalPinInfo, ApiError>> {
+        tokio_stream::wrappers::ReceiverStream::new(self.local_stream(request))
+            .map(|r| r.map(GlobalPinInfo::from_pin_info))
+            .boxed()
+    }
+
+    /// Sends a streaming request to the tracker; its per-peer answers arrive on the receiver
+    /// (for this peer's API and for other peers' RPC streams).
+    pub(crate) fn local_stream(
+        &self,
+        request: impl FnOnce(mpsc::Sender<Result<PinInfo, ApiError>>) -> TrackerMsg + Send + 'static,
+    ) -> mpsc::Receiver<Result<PinInfo, ApiError>> {
         let (tx, rx) = mpsc::channel(1024);
         let tracker = self.inner.tracker.clone();
         tokio::spawn(async move {
@@ -512,16 +523,20 @@ impl Cluster {
                 let _ = err_tx.send(Err(unavailable("the pin tracker"))).await;
             }
         });
-        tokio_stream::wrappers::ReceiverStream::new(rx).map(|r| r.map(GlobalPinInfo::from_pin_info)).boxed()
+        rx
     }
 
-    /// Asks the tracker about one CID.
+    /// Asks the tracker about one CID, as a cluster-wide answer of this peer alone.
     pub(crate) async fn tracker_ask(
         &self,
         request: impl FnOnce(oneshot::Sender<PinInfo>) -> TrackerMsg,
     ) -> Result<GlobalPinInfo, ApiError> {
-        let info = self.inner.tracker.ask_timeout(request, ASK_TIMEOUT).await.map_err(|_| unavailable("the pin tracker"))?;
-        Ok(GlobalPinInfo::from_pin_info(info))
+        self.local_info(request).await.map(GlobalPinInfo::from_pin_info)
+    }
+
+    /// Asks the tracker about one CID.
+    pub(crate) async fn local_info(&self, request: impl FnOnce(oneshot::Sender<PinInfo>) -> TrackerMsg) -> Result<PinInfo, ApiError> {
+        self.inner.tracker.ask_timeout(request, ASK_TIMEOUT).await.map_err(|_| unavailable("the pin tracker"))
     }
 
     /// `GET /monitor/metrics`.

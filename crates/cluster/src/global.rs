@@ -15,7 +15,7 @@ use cluster_types::{
     RepoGc, Timestamp, TrackerStatus, TrackerStatusFilter, ID,
 };
 use futures::stream::{BoxStream, StreamExt};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use crate::cluster::Cluster;
 
@@ -127,31 +127,6 @@ impl Cluster {
         let moved = self.vacate(peer, None).await?;
         tracing::info!(%peer, pins = moved, "peer removed and its pins re-allocated");
         Ok(())
-    }
-
-    /// Local statuses as a raw stream (for the RPC server and the merge).
-    pub(crate) fn local_stream(
-        &self,
-        request: impl FnOnce(mpsc::Sender<Result<PinInfo, ApiError>>) -> TrackerMsg + Send + 'static,
-    ) -> mpsc::Receiver<Result<PinInfo, ApiError>> {
-        let (tx, rx) = mpsc::channel(1024);
-        let tracker = self.inner.tracker.clone();
-        tokio::spawn(async move {
-            let err_tx = tx.clone();
-            if tracker.send(request(tx)).await.is_err() {
-                let _ = err_tx.send(Err(ApiError::new(ErrorCode::Unavailable, "the pin tracker is not available"))).await;
-            }
-        });
-        rx
-    }
-
-    /// One local status.
-    pub(crate) async fn local_info(&self, request: impl FnOnce(oneshot::Sender<PinInfo>) -> TrackerMsg) -> Result<PinInfo, ApiError> {
-        self.inner
-            .tracker
-            .ask_timeout(request, Duration::from_secs(30))
-            .await
-            .map_err(|_| ApiError::new(ErrorCode::Unavailable, "the pin tracker is not available, try again"))
     }
 
     /// Pages a remote stream opened by `open` into a channel.

@@ -144,13 +144,7 @@ async fn on_event(cluster: &Cluster, event: NetEvent) {
             let net = inner.net.clone();
             tokio::spawn(async move {
                 if let Ok(RpcResponse::Peers(addrs)) = net.call(peer, RpcRequest::ConnectedPeers, None).await {
-                    for a in addrs {
-                        if let Ok(ma) = a.parse::<cluster_net::Multiaddr>()
-                            && let Some((p, base)) = cluster_net::split_peer_multiaddr(&ma)
-                        {
-                            net.add_address(p, base);
-                        }
-                    }
+                    remember_addresses(&net, &addrs, None);
                 }
             });
         }
@@ -193,14 +187,7 @@ fn learn_from_ping(cluster: &Cluster, peer: &str, metric: &Metric, swarm_connect
         value.get(key).and_then(|v| v.as_array()).map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect()).unwrap_or_default()
     };
     if let Ok(pid) = peer.parse::<PeerId>() {
-        for a in list("cluster_addresses") {
-            if let Ok(ma) = a.parse::<cluster_net::Multiaddr>()
-                && let Some((p, base)) = cluster_net::split_peer_multiaddr(&ma)
-                && p == pid
-            {
-                cluster.inner.net.add_address(pid, base);
-            }
-        }
+        remember_addresses(&cluster.inner.net, &list("cluster_addresses"), Some(pid));
     }
     let ipfs_addrs = list("ipfs_addresses");
     let ipfs_id = value.get("ipfs_id").and_then(|v| v.as_str()).unwrap_or_default().to_string();
@@ -219,6 +206,19 @@ fn learn_from_ping(cluster: &Cluster, peer: &str, metric: &Metric, swarm_connect
             }
         }
     });
+}
+
+/// Records the `/…/p2p/<id>` addresses in the host's book (only those of `only` when given:
+/// a peer speaks for its own addresses).
+fn remember_addresses(net: &cluster_net::Net, addrs: &[String], only: Option<PeerId>) {
+    for a in addrs {
+        if let Ok(ma) = a.parse::<cluster_net::Multiaddr>()
+            && let Some((p, base)) = cluster_net::split_peer_multiaddr(&ma)
+            && only.is_none_or(|o| o == p)
+        {
+            net.add_address(p, base);
+        }
+    }
 }
 
 fn error(e: ApiError) -> RpcResponse {

@@ -388,13 +388,20 @@ impl CrdtConsensus {
     async fn commit(&self, writes: Vec<(StateOp, oneshot::Sender<Result<(), ConsensusError>>)>) {
         let (ops, dones): (Vec<StateOp>, Vec<_>) = writes.into_iter().unzip();
         let entries = self.store.local_entries(&ops);
-        let result = self.merge(entries.clone()).await;
+        // Encoded before the merge takes the entries; published only once it succeeded.
+        let deltas: Vec<Vec<u8>> = entries
+            .chunks(PAGE)
+            .map(|chunk| {
+                let mut msg = vec![TAG_DELTA];
+                msg.extend_from_slice(&entry::encode_entries(chunk));
+                msg
+            })
+            .collect();
+        let result = self.merge(entries).await;
         if result.is_ok() {
             self.counters.batches.fetch_add(1, Ordering::Relaxed);
             self.counters.writes.fetch_add(ops.len() as u64, Ordering::Relaxed);
-            for chunk in entries.chunks(PAGE) {
-                let mut msg = vec![TAG_DELTA];
-                msg.extend_from_slice(&entry::encode_entries(chunk));
+            for msg in deltas {
                 self.net.publish(msg);
             }
         }
