@@ -186,6 +186,12 @@ impl Peer {
 impl Drop for Peer {
     fn drop(&mut self) {
         self.kill9();
+        // Keep the daemon's log for post-mortems when asked to (the folder itself is removed).
+        if let Ok(dir) = std::env::var("CLUSTER_TEST_KEEP_LOGS") {
+            let name = self.dir.path().file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let _ = std::fs::create_dir_all(&dir);
+            let _ = std::fs::copy(self.dir.path().join("daemon.log"), Path::new(&dir).join(format!("{name}.log")));
+        }
     }
 }
 
