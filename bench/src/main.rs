@@ -7,13 +7,13 @@
 //! ```
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::Parser;
+use cluster_bench::{actor_state, identity_cid, rss_kib, service_binary, Daemon};
 use futures::StreamExt;
 
 /// Command-line options.
@@ -32,81 +32,6 @@ struct Opts {
     /// The daemon binary (defaults to the one next to this benchmark).
     #[arg(long)]
     service: Option<PathBuf>,
-}
-
-/// A daemon started for one measurement, killed on drop.
-struct Daemon {
-    child: Child,
-    _dir: tempfile::TempDir,
-    port: u16,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_daemon(service: &PathBuf) -> Result<Daemon> {
-    let dir = tempfile::tempdir()?;
-    let p = dir.path().to_str().context("temp path")?.to_string();
-    let out = Command::new(service).args(["--config", &p, "init", "--randomports"]).output()?;
-    if !out.status.success() {
-        bail!("init failed: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    let cfg_path = dir.path().join("service.json");
-    let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(&cfg_path)?)?;
-    let listen = cfg["api"]["restapi"]["http_listen_multiaddress"].clone();
-    let listen = listen.as_str().or_else(|| listen[0].as_str()).context("rest listen")?.to_string();
-    let port: u16 = listen.rsplit('/').next().context("port")?.parse()?;
-    let child = Command::new(service)
-        .args(["--config", &p, "--loglevel", "warn", "daemon"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let d = Daemon { child, _dir: dir, port };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if health_status(d.port).ok() == Some(204) {
-            break;
-        }
-        if Instant::now() > deadline {
-            bail!("daemon did not start");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Ok(d)
-}
-
-/// Status of `GET /health`, over a raw socket (no blocking HTTP client in the workspace).
-fn health_status(port: u16) -> std::io::Result<u16> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
-    s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
-    let mut buf = String::new();
-    s.read_to_string(&mut buf)?;
-    Ok(buf.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0))
-}
-
-/// Resident and peak memory of a process, in KiB, from /proc.
-fn rss_kib(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
-
-fn identity_cid(n: u64) -> String {
-    let data = format!("bench pin {n:012}");
-    let mh = cid::multihash::Multihash::<64>::wrap(0x00, data.as_bytes()).expect("fits");
-    cid::Cid::new_v1(0x55, mh).to_string()
 }
 
 async fn ingest(port: u16, from: u64, to: u64, concurrency: usize) -> Result<Duration> {
@@ -161,26 +86,18 @@ async fn stream_list(port: u16, path: &str, pid: u32) -> Result<(u64, Duration, 
 
 /// Pin operations still queued in the tracker (from its observable state).
 async fn tracker_backlog(port: u16) -> Result<u64> {
-    let actors: serde_json::Value =
-        reqwest::get(format!("http://127.0.0.1:{port}/health/actors")).await?.json().await?;
-    let tracker = actors
-        .as_array()
-        .and_then(|a| a.iter().find(|x| x["name"] == "pin_tracker"))
-        .context("no pin_tracker in /health/actors")?;
-    let pin = &tracker["observable"]["operations"]["pin"];
+    let tracker = actor_state(&reqwest::Client::new(), port, "pin_tracker").await?;
+    let pin = &tracker["operations"]["pin"];
     Ok(pin["queued"].as_u64().unwrap_or(0) + pin["in_progress"].as_u64().unwrap_or(0))
 }
 
 #[tokio::main]
 async fn main() -> Result<()> {
     let opts = Opts::parse();
-    let service = match opts.service.clone() {
-        Some(s) => s,
-        None => std::env::current_exe()?.with_file_name("ipfs-cluster-service"),
-    };
+    let service = service_binary(opts.service.clone())?;
     let mut sizes = opts.pins.clone();
     sizes.sort_unstable();
-    let daemon = start_daemon(&service)?;
+    let daemon = Daemon::start(&service, |_| {}, &[])?;
     let pid = daemon.child.id();
     println!("daemon pid {pid}, port {}, ingestion concurrency {}", daemon.port, opts.concurrency);
     let mut have = 0u64;

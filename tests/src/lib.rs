@@ -320,3 +320,32 @@ pub fn wait_all_status(peer: &Peer, cids: &[String], status: &str, timeout: Dura
     });
     pending
 }
+
+/// Pins every CID through `peer`'s REST API with `concurrency` requests in flight; fails on
+/// the first refused pin.
+pub fn pin_many(peer: &Peer, cids: &[String], concurrency: usize) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let base = peer.url("");
+    rt.block_on(async move {
+        let client = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build()?;
+        let mut set = tokio::task::JoinSet::new();
+        for cid in cids {
+            if set.len() >= concurrency
+                && let Some(r) = set.join_next().await {
+                    r??;
+                }
+            let (client, url) = (client.clone(), format!("{base}/pins/{cid}"));
+            set.spawn(async move {
+                let resp = client.post(&url).send().await?;
+                if !resp.status().is_success() {
+                    bail!("POST {url}: {}", resp.status());
+                }
+                Ok::<_, anyhow::Error>(())
+            });
+        }
+        while let Some(r) = set.join_next().await {
+            r??;
+        }
+        Ok(())
+    })
+}

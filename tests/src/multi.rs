@@ -128,11 +128,39 @@ impl TestCluster {
     /// CIDs in a peer's shared state.
     pub fn allocations(&self, i: usize) -> Result<Vec<Value>> {
         let (status, body) = http("GET", &self.peers[i].url("/allocations")).context("GET /allocations")?;
-        if status != 200 {
-            bail!("GET /allocations: {status} {body}");
+        match status {
+            200 => Ok(ndjson(&body)),
+            204 => Ok(Vec::new()), // an empty pinset
+            _ => bail!("GET /allocations: {status} {body}"),
         }
-        Ok(ndjson(&body))
     }
+}
+
+impl TestCluster {
+    /// A peer's shared state as CID → pin.
+    pub fn pinset(&self, i: usize) -> Result<std::collections::BTreeMap<String, Value>> {
+        Ok(self
+            .allocations(i)?
+            .into_iter()
+            .filter_map(|p| Some((p["cid"].as_str()?.to_string(), p)))
+            .collect())
+    }
+}
+
+/// One actor's observable state from a peer's `/health/actors`, if the peer answers.
+pub fn actor_observable(p: &Peer, actor: &str) -> Option<Value> {
+    let (200, body) = http("GET", &p.url("/health/actors"))? else { return None };
+    let actors: Vec<Value> = serde_json::from_str(&body).ok()?;
+    actors.into_iter().find(|a| a["name"] == actor).map(|a| a["observable"].clone())
+}
+
+/// A counter from an actor's observable state (0 when absent).
+pub fn actor_counter(p: &Peer, actor: &str, path: &[&str]) -> u64 {
+    let Some(mut v) = actor_observable(p, actor) else { return 0 };
+    for k in path {
+        v = v[*k].clone();
+    }
+    v.as_u64().unwrap_or(0)
 }
 
 /// How many peers `/peers` lists without error, if the peer answers.

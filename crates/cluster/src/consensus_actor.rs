@@ -5,6 +5,7 @@
 //! whose receiver outlives instances, so a restart never drops a change on the floor.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use cluster_actors::{Actor, ActorError, ActorRef, Context};
 use cluster_consensus::{Consensus, ConsensusError, StateChange};
@@ -111,10 +112,16 @@ impl Actor for ConsensusActor {
         Ok(())
     }
 
+    // Gossip and anti-entropy run outside the mailbox: a tick keeps their counters current.
+    fn tick_interval(&self) -> Option<Duration> {
+        Some(Duration::from_secs(1))
+    }
+
     fn observable_state(&self) -> serde_json::Value {
         serde_json::json!({
             "commits_total": self.committed,
             "commits_in_flight": MAX_IN_FLIGHT_COMMITS - self.limiter.available_permits(),
+            "consensus": self.consensus.stats(),
         })
     }
 }

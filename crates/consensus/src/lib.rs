@@ -84,6 +84,11 @@ pub trait Consensus: Send + Sync + 'static {
     /// The agreed pinset, for reading only.
     fn state(&self) -> Arc<dyn StateStore>;
 
+    /// Implementation counters for `/health/actors` (null when there are none).
+    fn stats(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
+
     /// Commits everything already accepted, syncs it to stable storage and refuses
     /// further writes. Calling it again is harmless.
     async fn shutdown(&self) -> Result<(), ConsensusError>;

@@ -164,6 +164,8 @@ struct Counters {
     gossip_in: AtomicU64,
     gossip_dropped: AtomicU64,
     connected: AtomicU64,
+    dial_errors: AtomicU64,
+    incoming_errors: AtomicU64,
 }
 
 /// The network actor.
@@ -341,6 +343,8 @@ impl Actor for NetActor {
             "inbound_refused_total": c.refused.load(Ordering::Relaxed),
             "gossip_received_total": c.gossip_in.load(Ordering::Relaxed),
             "gossip_dropped_total": c.gossip_dropped.load(Ordering::Relaxed),
+            "dial_errors_total": c.dial_errors.load(Ordering::Relaxed),
+            "incoming_errors_total": c.incoming_errors.load(Ordering::Relaxed),
         })
     }
 }
@@ -501,6 +505,15 @@ impl Driver {
             }
             SwarmEvent::NewListenAddr { address, .. } => {
                 tracing::info!(%address, "cluster swarm listening");
+            }
+            // Counted so operators (and tests) can see a wrong secret or an unreachable peer.
+            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                self.counters.dial_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(peer = ?peer_id, %error, "dial failed");
+            }
+            SwarmEvent::IncomingConnectionError { send_back_addr, error, .. } => {
+                self.counters.incoming_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(from = %send_back_addr, %error, "incoming connection failed");
             }
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })) => {
                 let mut book = self.book();

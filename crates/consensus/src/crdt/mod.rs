@@ -170,10 +170,10 @@ impl CrdtConsensus {
         *self.peerset.write().unwrap_or_else(std::sync::PoisonError::into_inner) = peers.into_iter().collect();
     }
 
-    /// Counters, for `/health/actors`.
-    pub fn stats(&self) -> serde_json::Value {
+    fn counters_json(&self) -> serde_json::Value {
         let c = &self.counters;
         serde_json::json!({
+            "pins": self.store.len().unwrap_or(0),
             "batches_total": c.batches.load(Ordering::Relaxed),
             "writes_total": c.writes.load(Ordering::Relaxed),
             "deltas_applied_total": c.deltas_applied.load(Ordering::Relaxed),
@@ -207,12 +207,14 @@ impl CrdtConsensus {
         if source == self.settings.peer_id {
             return;
         }
-        if !self.trust.is_trusted(source) {
-            self.counters.deltas_ignored.fetch_add(1, Ordering::Relaxed);
-            debug!(%source, "ignoring crdt gossip from an untrusted peer");
-            return;
-        }
+        let trusted = self.trust.is_trusted(source);
         match data.split_first() {
+            Some((&TAG_DELTA, _)) if !trusted => {
+                self.counters.deltas_ignored.fetch_add(1, Ordering::Relaxed);
+                debug!(%source, "ignoring a crdt delta from an untrusted peer");
+            }
+            // An untrusted peer's root says nothing we would pull from it.
+            Some((&TAG_ROOT, _)) if !trusted => {}
             Some((&TAG_DELTA, body)) => {
                 let entries = match entry::decode_entries(body) {
                     Ok(e) => e,
@@ -463,6 +465,10 @@ pub fn decode_fetch(q: &[u8]) -> Result<(Vec<u16>, Option<Vec<u8>>, usize), Cons
 
 #[async_trait]
 impl Consensus for CrdtConsensus {
+    fn stats(&self) -> serde_json::Value {
+        self.counters_json()
+    }
+
     async fn ready(&self) -> Result<(), ConsensusError> {
         if self.queue.is_closed() { Err(ConsensusError::Closed) } else { Ok(()) }
     }
