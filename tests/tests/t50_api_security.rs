@@ -104,6 +104,8 @@ fn secured_daemon_with_ctl() {
 
     // The Pinning Service API asks for the same credentials, answering in its own error shape.
     let base = format!("http://127.0.0.1:{pinsvc_port}");
+    assert!(cluster_tests::wait_until(Duration::from_secs(30), || cluster_tests::http_status("GET", &format!("{base}/health"))
+        == Some(204)));
     let a = call(&rt, http.get(format!("{base}/pins")));
     assert_eq!(a.status, 401, "{}", a.body);
     assert!(a.headers.contains_key("www-authenticate"));
