@@ -43,7 +43,8 @@ macro_rules! http_api_section {
             }
 
             fn tls(&self, dir: &Path) -> Option<TlsFiles> {
-                self.ssl_paths(dir).map(|(cert, key)| TlsFiles { cert, key })
+                self.ssl_paths(dir)
+                    .map(|(cert, key)| TlsFiles { cert, key })
             }
         }
     };
@@ -61,9 +62,16 @@ pub fn check_tls(tls: &Option<TlsFiles>, section: &str) -> Result<()> {
 }
 
 /// The Pinning Service API's listener settings from its section.
-pub fn pinsvc_config(section: &cluster_config::PinSvcApiConfig, dir: &Path) -> Result<PinSvcConfig> {
+pub fn pinsvc_config(
+    section: &cluster_config::PinSvcApiConfig,
+    dir: &Path,
+) -> Result<PinSvcConfig> {
     let cfg = PinSvcConfig {
-        headers: section.headers.iter().map(|(k, v)| (k.clone(), v.join(", "))).collect(),
+        headers: section
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), v.join(", ")))
+            .collect(),
         max_header_bytes: section.max_header_bytes,
         read_header_timeout: section.read_header_timeout,
         idle_timeout: section.idle_timeout,
@@ -80,9 +88,16 @@ pub fn pinsvc_config(section: &cluster_config::PinSvcApiConfig, dir: &Path) -> R
 /// Opens the request index in the config folder and builds the service over the cluster.
 pub fn pinning_service(cluster: Cluster, dir: &Path) -> Result<Arc<PinningService>> {
     let index_dir = dir.join(PINSVC_INDEX_DIR);
-    let index = RequestIndex::open(&index_dir)
-        .with_context(|| format!("opening the pinning service request index in {}", index_dir.display()))?;
-    Ok(PinningService::new(Arc::new(PeerPinning(cluster)), Arc::new(index)))
+    let index = RequestIndex::open(&index_dir).with_context(|| {
+        format!(
+            "opening the pinning service request index in {}",
+            index_dir.display()
+        )
+    })?;
+    Ok(PinningService::new(
+        Arc::new(PeerPinning(cluster)),
+        Arc::new(index),
+    ))
 }
 
 /// The Pinning Service API's view of the peer.
@@ -108,7 +123,13 @@ impl PinningBackend for PeerPinning {
         id.ipfs
             .addresses
             .into_iter()
-            .map(|a| if a.contains("/p2p/") || id.ipfs.id.is_empty() { a } else { format!("{a}{suffix}") })
+            .map(|a| {
+                if a.contains("/p2p/") || id.ipfs.id.is_empty() {
+                    a
+                } else {
+                    format!("{a}{suffix}")
+                }
+            })
             .collect()
     }
 }
@@ -138,7 +159,11 @@ pub struct PinSvcActor {
 impl PinSvcActor {
     /// Builds the actor.
     pub fn new(cfg: PinSvcConfig, service: Arc<PinningService>) -> Self {
-        PinSvcActor { cfg, service, bound: Vec::new() }
+        PinSvcActor {
+            cfg,
+            service,
+            bound: Vec::new(),
+        }
     }
 }
 
@@ -146,9 +171,13 @@ impl Actor for PinSvcActor {
     type Msg = PinSvcMsg;
 
     async fn started(&mut self, ctx: &Context<PinSvcMsg>) -> Result<(), ActorError> {
-        let (addrs, handle) = serve_pinsvc(self.cfg.clone(), Arc::clone(&self.service), std::future::pending())
-            .await
-            .map_err(ActorError::failure)?;
+        let (addrs, handle) = serve_pinsvc(
+            self.cfg.clone(),
+            Arc::clone(&self.service),
+            std::future::pending(),
+        )
+        .await
+        .map_err(ActorError::failure)?;
         self.bound = addrs.iter().map(|a| a.to_string()).collect();
         tracing::info!(addrs = ?self.bound, "pinning service api listening");
         let server = AbortOnDrop(handle);
@@ -156,12 +185,20 @@ impl Actor for PinSvcActor {
         ctx.spawn_background(async move {
             let mut server = server;
             let res = (&mut server.0).await;
-            let _ = me.send(PinSvcMsg::ServerStopped(format!("pinning service api stopped: {res:?}"))).await;
+            let _ = me
+                .send(PinSvcMsg::ServerStopped(format!(
+                    "pinning service api stopped: {res:?}"
+                )))
+                .await;
         });
         Ok(())
     }
 
-    async fn handle(&mut self, msg: PinSvcMsg, _ctx: &Context<PinSvcMsg>) -> Result<(), ActorError> {
+    async fn handle(
+        &mut self,
+        msg: PinSvcMsg,
+        _ctx: &Context<PinSvcMsg>,
+    ) -> Result<(), ActorError> {
         match msg {
             PinSvcMsg::ServerStopped(why) => {
                 tracing::error!(%why, "pinning service api stopped unexpectedly");

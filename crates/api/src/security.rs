@@ -68,10 +68,15 @@ impl Default for CorsConfig {
             allowed_origins: vec!["*".into()],
             allowed_methods: vec!["GET".into()],
             allowed_headers: Vec::new(),
-            exposed_headers: ["Content-Type", "X-Stream-Output", "X-Chunked-Output", "X-Content-Length"]
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
+            exposed_headers: [
+                "Content-Type",
+                "X-Stream-Output",
+                "X-Chunked-Output",
+                "X-Content-Length",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
             allow_credentials: true,
             max_age: Duration::ZERO,
         }
@@ -91,7 +96,11 @@ pub struct SecurityConfig {
 
 impl Default for SecurityConfig {
     fn default() -> Self {
-        SecurityConfig { basic_auth: None, token_ttl: DEFAULT_TOKEN_TTL, cors: CorsConfig::default() }
+        SecurityConfig {
+            basic_auth: None,
+            token_ttl: DEFAULT_TOKEN_TTL,
+            cors: CorsConfig::default(),
+        }
     }
 }
 
@@ -99,7 +108,13 @@ impl std::fmt::Debug for SecurityConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Passwords stay out of logs.
         f.debug_struct("SecurityConfig")
-            .field("users", &self.basic_auth.as_ref().map(|m| m.keys().collect::<Vec<_>>()))
+            .field(
+                "users",
+                &self
+                    .basic_auth
+                    .as_ref()
+                    .map(|m| m.keys().collect::<Vec<_>>()),
+            )
             .field("token_ttl", &self.token_ttl)
             .field("cors", &self.cors)
             .finish()
@@ -117,7 +132,9 @@ pub struct Security {
 
 impl std::fmt::Debug for Security {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Security").field("cfg", &self.cfg).finish_non_exhaustive()
+        f.debug_struct("Security")
+            .field("cfg", &self.cfg)
+            .finish_non_exhaustive()
     }
 }
 
@@ -167,18 +184,26 @@ pub enum TokenError {
 type HmacSha256 = Hmac<Sha256>;
 
 fn now_unix() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 fn mac(password: &str) -> HmacSha256 {
     // HMAC takes keys of any length, so this cannot fail.
-    <HmacSha256 as Mac>::new_from_slice(password.as_bytes()).unwrap_or_else(|_| unreachable!("hmac accepts any key length"))
+    <HmacSha256 as Mac>::new_from_slice(password.as_bytes())
+        .unwrap_or_else(|_| unreachable!("hmac accepts any key length"))
 }
 
 /// Signs an HS256 token for `user` with `password`, expiring at `expires_at` (unix seconds).
 pub fn issue_token(user: &str, password: &str, expires_at: u64) -> String {
     let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
-    let claims = Claims { iss: user.to_string(), iat: Some(now_unix()), exp: Some(expires_at) };
+    let claims = Claims {
+        iss: user.to_string(),
+        iat: Some(now_unix()),
+        exp: Some(expires_at),
+    };
     let claims = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).unwrap_or_default());
     let signing_input = format!("{header}.{claims}");
     let mut m = mac(password);
@@ -188,19 +213,35 @@ pub fn issue_token(user: &str, password: &str, expires_at: u64) -> String {
 }
 
 /// Checks an HS256 token against the users' passwords; returns the user it was issued to.
-pub fn verify_token(users: &BTreeMap<String, String>, token: &str, now: u64) -> Result<String, TokenError> {
+pub fn verify_token(
+    users: &BTreeMap<String, String>,
+    token: &str,
+    now: u64,
+) -> Result<String, TokenError> {
     let mut parts = token.split('.');
-    let (Some(h), Some(c), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+    let (Some(h), Some(c), Some(s), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
         return Err(TokenError::Malformed);
     };
-    let header: JwtHeader =
-        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(h).map_err(|_| TokenError::Malformed)?).map_err(|_| TokenError::Malformed)?;
+    let header: JwtHeader = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(h)
+            .map_err(|_| TokenError::Malformed)?,
+    )
+    .map_err(|_| TokenError::Malformed)?;
     if header.alg != "HS256" {
         return Err(TokenError::Algorithm);
     }
-    let claims: Claims =
-        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(c).map_err(|_| TokenError::Malformed)?).map_err(|_| TokenError::Malformed)?;
-    let sig = URL_SAFE_NO_PAD.decode(s).map_err(|_| TokenError::Malformed)?;
+    let claims: Claims = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(c)
+            .map_err(|_| TokenError::Malformed)?,
+    )
+    .map_err(|_| TokenError::Malformed)?;
+    let sig = URL_SAFE_NO_PAD
+        .decode(s)
+        .map_err(|_| TokenError::Malformed)?;
     let password = users.get(&claims.iss).ok_or(TokenError::UnknownIssuer)?;
     let mut m = mac(password);
     m.update(h.as_bytes());
@@ -235,8 +276,12 @@ fn presented(headers: &HeaderMap) -> Presented {
     let (scheme, rest) = value.trim().split_once(' ').unwrap_or((value, ""));
     let rest = rest.trim();
     if scheme.eq_ignore_ascii_case("basic") {
-        let Ok(decoded) = STANDARD.decode(rest) else { return Presented::None };
-        let Ok(text) = String::from_utf8(decoded) else { return Presented::None };
+        let Ok(decoded) = STANDARD.decode(rest) else {
+            return Presented::None;
+        };
+        let Ok(text) = String::from_utf8(decoded) else {
+            return Presented::None;
+        };
         match text.split_once(':') {
             Some((u, p)) => Presented::Basic(u.to_string(), p.to_string()),
             None => Presented::None,
@@ -265,7 +310,9 @@ fn segments(path: &str) -> Vec<String> {
             let mut out = Vec::with_capacity(bytes.len());
             let mut i = 0;
             while i < bytes.len() {
-                let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+                let hex = bytes
+                    .get(i + 1..i + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok());
                 match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
                     (b'%', Some(b)) => {
                         out.push(b);
@@ -301,9 +348,14 @@ impl Security {
             && let Some(origin) = origin
             && headers.contains_key(ACCESS_CONTROL_REQUEST_METHOD)
         {
-            return Gate { respond: Some(self.preflight(origin, headers)), cors: HeaderMap::new() };
+            return Gate {
+                respond: Some(self.preflight(origin, headers)),
+                cors: HeaderMap::new(),
+            };
         }
-        let cors = origin.map(|o| self.actual_cors(o, method)).unwrap_or_default();
+        let cors = origin
+            .map(|o| self.actual_cors(o, method))
+            .unwrap_or_default();
         let respond = self.auth(method, path, headers);
         Gate { respond, cors }
     }
@@ -316,16 +368,25 @@ impl Security {
         }
         let segs = segments(path);
         let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
-        if matches!(segs.as_slice(), ["health"]) && (*method == Method::GET || *method == Method::HEAD) {
+        if matches!(segs.as_slice(), ["health"])
+            && (*method == Method::GET || *method == Method::HEAD)
+        {
             return None;
         }
         let is_token = matches!(segs.as_slice(), ["token"]);
         match presented(headers) {
             Presented::Basic(user, pass) => {
-                let ok = users.get(&user).is_some_and(|p| constant_time_eq(p.as_bytes(), pass.as_bytes()));
+                let ok = users
+                    .get(&user)
+                    .is_some_and(|p| constant_time_eq(p.as_bytes(), pass.as_bytes()));
                 if !ok {
                     tracing::debug!(%user, "basic auth refused");
-                    return Some(self.unauthorized("unauthorized: access denied", &[challenge("Basic", None)]));
+                    return Some(
+                        self.unauthorized(
+                            "unauthorized: access denied",
+                            &[challenge("Basic", None)],
+                        ),
+                    );
                 }
                 if is_token {
                     return Some(self.token(method, &user, users));
@@ -340,7 +401,10 @@ impl Security {
                 Ok(_) => None,
                 Err(e) => {
                     tracing::debug!(error = %e, "bearer token refused");
-                    Some(self.unauthorized("unauthorized: invalid token", &[challenge("Bearer", Some("invalid_token"))]))
+                    Some(self.unauthorized(
+                        "unauthorized: invalid token",
+                        &[challenge("Bearer", Some("invalid_token"))],
+                    ))
                 }
             },
             Presented::None => Some(self.unauthorized(
@@ -362,16 +426,23 @@ impl Security {
     fn token(&self, method: &Method, user: &str, users: &BTreeMap<String, String>) -> WarpResponse {
         if *method != Method::POST {
             let mut resp = (self.render)(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
-            resp.headers_mut().insert(http::header::ALLOW, HeaderValue::from_static("POST"));
+            resp.headers_mut()
+                .insert(http::header::ALLOW, HeaderValue::from_static("POST"));
             return resp;
         }
         let password = users.get(user).map(String::as_str).unwrap_or_default();
-        let token = issue_token(user, password, now_unix().saturating_add(self.cfg.token_ttl.as_secs()));
+        let token = issue_token(
+            user,
+            password,
+            now_unix().saturating_add(self.cfg.token_ttl.as_secs()),
+        );
         tracing::info!(%user, ttl_secs = self.cfg.token_ttl.as_secs(), "issued api token");
-        let mut body = serde_json::to_vec(&serde_json::json!({ "token": token })).unwrap_or_default();
+        let mut body =
+            serde_json::to_vec(&serde_json::json!({ "token": token })).unwrap_or_default();
         body.push(b'\n');
         let mut resp = WarpResponse::new(body.into());
-        resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        resp.headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         resp
     }
 
@@ -383,14 +454,24 @@ impl Security {
                 return true;
             }
             match allowed.split_once('*') {
-                Some((pre, post)) => origin.len() >= pre.len() + post.len() && origin.starts_with(pre) && origin.ends_with(post),
+                Some((pre, post)) => {
+                    origin.len() >= pre.len() + post.len()
+                        && origin.starts_with(pre)
+                        && origin.ends_with(post)
+                }
                 None => allowed == origin,
             }
         })
     }
 
     fn method_allowed(&self, method: &str) -> bool {
-        method.eq_ignore_ascii_case("OPTIONS") || self.cfg.cors.allowed_methods.iter().any(|m| m.eq_ignore_ascii_case(method))
+        method.eq_ignore_ascii_case("OPTIONS")
+            || self
+                .cfg
+                .cors
+                .allowed_methods
+                .iter()
+                .any(|m| m.eq_ignore_ascii_case(method))
     }
 
     fn headers_allowed(&self, requested: &str) -> bool {
@@ -398,14 +479,20 @@ impl Security {
         if configured.iter().any(|h| h == "*") {
             return true;
         }
-        requested.split(',').map(str::trim).filter(|h| !h.is_empty()).all(|h| {
-            h.eq_ignore_ascii_case("origin")
-                || if configured.is_empty() {
-                    DEFAULT_CORS_HEADERS.iter().any(|d| d.eq_ignore_ascii_case(h))
-                } else {
-                    configured.iter().any(|d| d.eq_ignore_ascii_case(h))
-                }
-        })
+        requested
+            .split(',')
+            .map(str::trim)
+            .filter(|h| !h.is_empty())
+            .all(|h| {
+                h.eq_ignore_ascii_case("origin")
+                    || if configured.is_empty() {
+                        DEFAULT_CORS_HEADERS
+                            .iter()
+                            .any(|d| d.eq_ignore_ascii_case(h))
+                    } else {
+                        configured.iter().any(|d| d.eq_ignore_ascii_case(h))
+                    }
+            })
     }
 
     /// The `Access-Control-Allow-Origin` value: the origin itself when credentials are allowed
@@ -425,13 +512,28 @@ impl Security {
         *resp.status_mut() = StatusCode::NO_CONTENT;
         let h = resp.headers_mut();
         h.append(VARY, HeaderValue::from_static("Origin"));
-        h.append(VARY, HeaderValue::from_static("Access-Control-Request-Method"));
-        h.append(VARY, HeaderValue::from_static("Access-Control-Request-Headers"));
-        let req_method = headers.get(ACCESS_CONTROL_REQUEST_METHOD).and_then(|v| v.to_str().ok()).unwrap_or("");
-        let req_headers: Vec<&str> =
-            headers.get_all(ACCESS_CONTROL_REQUEST_HEADERS).iter().filter_map(|v| v.to_str().ok()).collect();
+        h.append(
+            VARY,
+            HeaderValue::from_static("Access-Control-Request-Method"),
+        );
+        h.append(
+            VARY,
+            HeaderValue::from_static("Access-Control-Request-Headers"),
+        );
+        let req_method = headers
+            .get(ACCESS_CONTROL_REQUEST_METHOD)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let req_headers: Vec<&str> = headers
+            .get_all(ACCESS_CONTROL_REQUEST_HEADERS)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
         let req_headers = req_headers.join(",");
-        if !self.origin_allowed(origin) || !self.method_allowed(req_method) || !self.headers_allowed(&req_headers) {
+        if !self.origin_allowed(origin)
+            || !self.method_allowed(req_method)
+            || !self.headers_allowed(&req_headers)
+        {
             tracing::debug!(%origin, method = %req_method, headers = %req_headers, "cors pre-flight refused");
             return resp;
         }
@@ -445,10 +547,16 @@ impl Security {
             h.insert(ACCESS_CONTROL_ALLOW_HEADERS, v);
         }
         if self.cfg.cors.allow_credentials {
-            h.insert(ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
+            h.insert(
+                ACCESS_CONTROL_ALLOW_CREDENTIALS,
+                HeaderValue::from_static("true"),
+            );
         }
         if !self.cfg.cors.max_age.is_zero() {
-            h.insert(ACCESS_CONTROL_MAX_AGE, HeaderValue::from(self.cfg.cors.max_age.as_secs()));
+            h.insert(
+                ACCESS_CONTROL_MAX_AGE,
+                HeaderValue::from(self.cfg.cors.max_age.as_secs()),
+            );
         }
         resp
     }
@@ -467,7 +575,10 @@ impl Security {
             h.insert(ACCESS_CONTROL_EXPOSE_HEADERS, v);
         }
         if self.cfg.cors.allow_credentials {
-            h.insert(ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
+            h.insert(
+                ACCESS_CONTROL_ALLOW_CREDENTIALS,
+                HeaderValue::from_static("true"),
+            );
         }
         h
     }
@@ -478,7 +589,9 @@ mod tests {
     use super::*;
 
     fn users() -> BTreeMap<String, String> {
-        [("alice".to_string(), "secret".to_string())].into_iter().collect()
+        [("alice".to_string(), "secret".to_string())]
+            .into_iter()
+            .collect()
     }
 
     fn sec(cors: CorsConfig) -> Arc<Security> {
@@ -487,7 +600,14 @@ mod tests {
             *r.status_mut() = status;
             r
         });
-        Security::new(SecurityConfig { basic_auth: Some(users()), token_ttl: Duration::from_secs(60), cors }, render)
+        Security::new(
+            SecurityConfig {
+                basic_auth: Some(users()),
+                token_ttl: Duration::from_secs(60),
+                cors,
+            },
+            render,
+        )
     }
 
     #[test]
@@ -495,20 +615,38 @@ mod tests {
         let now = now_unix();
         let t = issue_token("alice", "secret", now + 60);
         assert_eq!(verify_token(&users(), &t, now), Ok("alice".to_string()));
-        assert_eq!(verify_token(&users(), &t, now + 61), Err(TokenError::Expired));
-        assert_eq!(verify_token(&users(), &issue_token("alice", "wrong", now + 60), now), Err(TokenError::Signature));
-        assert_eq!(verify_token(&users(), &issue_token("bob", "secret", now + 60), now), Err(TokenError::UnknownIssuer));
-        assert_eq!(verify_token(&users(), "a.b", now), Err(TokenError::Malformed));
+        assert_eq!(
+            verify_token(&users(), &t, now + 61),
+            Err(TokenError::Expired)
+        );
+        assert_eq!(
+            verify_token(&users(), &issue_token("alice", "wrong", now + 60), now),
+            Err(TokenError::Signature)
+        );
+        assert_eq!(
+            verify_token(&users(), &issue_token("bob", "secret", now + 60), now),
+            Err(TokenError::UnknownIssuer)
+        );
+        assert_eq!(
+            verify_token(&users(), "a.b", now),
+            Err(TokenError::Malformed)
+        );
         // A token without exp (as the original issues) is refused.
         let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
         let claims = URL_SAFE_NO_PAD.encode(br#"{"iss":"alice"}"#);
         let mut m = mac("secret");
         m.update(format!("{header}.{claims}").as_bytes());
         let sig = URL_SAFE_NO_PAD.encode(m.finalize().into_bytes());
-        assert_eq!(verify_token(&users(), &format!("{header}.{claims}.{sig}"), now), Err(TokenError::Expired));
+        assert_eq!(
+            verify_token(&users(), &format!("{header}.{claims}.{sig}"), now),
+            Err(TokenError::Expired)
+        );
         // alg=none is refused.
         let none = URL_SAFE_NO_PAD.encode(br#"{"alg":"none"}"#);
-        assert_eq!(verify_token(&users(), &format!("{none}.{claims}."), now), Err(TokenError::Algorithm));
+        assert_eq!(
+            verify_token(&users(), &format!("{none}.{claims}."), now),
+            Err(TokenError::Algorithm)
+        );
     }
 
     #[test]
@@ -518,9 +656,24 @@ mod tests {
         assert!(s.gate(&Method::GET, "/health", &h).respond.is_none());
         assert!(s.gate(&Method::HEAD, "/health/", &h).respond.is_none());
         assert!(s.gate(&Method::OPTIONS, "/pins", &h).respond.is_none());
-        assert_eq!(s.gate(&Method::GET, "/health/graph", &h).respond.unwrap().status(), 401);
-        assert_eq!(s.gate(&Method::POST, "/health", &h).respond.unwrap().status(), 401);
-        assert_eq!(s.gate(&Method::GET, "/%69d", &h).respond.unwrap().status(), 401);
+        assert_eq!(
+            s.gate(&Method::GET, "/health/graph", &h)
+                .respond
+                .unwrap()
+                .status(),
+            401
+        );
+        assert_eq!(
+            s.gate(&Method::POST, "/health", &h)
+                .respond
+                .unwrap()
+                .status(),
+            401
+        );
+        assert_eq!(
+            s.gate(&Method::GET, "/%69d", &h).respond.unwrap().status(),
+            401
+        );
     }
 
     #[test]
@@ -537,11 +690,20 @@ mod tests {
         assert!(!s.headers_allowed("Authorization"));
         let mut h = HeaderMap::new();
         h.insert(ORIGIN, HeaderValue::from_static("https://app.example.com"));
-        h.insert(ACCESS_CONTROL_REQUEST_METHOD, HeaderValue::from_static("POST"));
+        h.insert(
+            ACCESS_CONTROL_REQUEST_METHOD,
+            HeaderValue::from_static("POST"),
+        );
         let resp = s.gate(&Method::OPTIONS, "/pins", &h).respond.unwrap();
         assert_eq!(resp.status(), 204);
-        assert_eq!(resp.headers()[ACCESS_CONTROL_ALLOW_ORIGIN], "https://app.example.com");
-        h.insert(ACCESS_CONTROL_REQUEST_METHOD, HeaderValue::from_static("DELETE"));
+        assert_eq!(
+            resp.headers()[ACCESS_CONTROL_ALLOW_ORIGIN],
+            "https://app.example.com"
+        );
+        h.insert(
+            ACCESS_CONTROL_REQUEST_METHOD,
+            HeaderValue::from_static("DELETE"),
+        );
         let resp = s.gate(&Method::OPTIONS, "/pins", &h).respond.unwrap();
         assert!(!resp.headers().contains_key(ACCESS_CONTROL_ALLOW_ORIGIN));
     }

@@ -243,7 +243,11 @@ async fn connection(
         return serve_connection(stream, peer, filter, opts, guard.security, stop).await;
     };
     // The whole handshake, first byte included, must fit in the read-header time.
-    let limit = if opts.read_header_timeout.is_zero() { Duration::from_secs(10) } else { opts.read_header_timeout };
+    let limit = if opts.read_header_timeout.is_zero() {
+        Duration::from_secs(10)
+    } else {
+        opts.read_header_timeout
+    };
     let handshake = async {
         let mut first = [0u8; 1];
         let mut stream = stream;
@@ -251,13 +255,20 @@ async fn connection(
             use tokio::io::AsyncWriteExt as _;
             let _ = stream.write_all(PLAIN_HTTP_ON_TLS).await;
             let _ = stream.shutdown().await;
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "plain http on a tls listener"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "plain http on a tls listener",
+            ));
         }
         tokio_rustls::TlsAcceptor::from(tls).accept(stream).await
     };
     match tokio::time::timeout(limit, handshake).await {
-        Ok(Ok(tls_stream)) => serve_connection(tls_stream, peer, filter, opts, guard.security, stop).await,
-        Ok(Err(e)) => tracing::debug!(server = opts.name, %peer, error = %e, "tls handshake failed"),
+        Ok(Ok(tls_stream)) => {
+            serve_connection(tls_stream, peer, filter, opts, guard.security, stop).await
+        }
+        Ok(Err(e)) => {
+            tracing::debug!(server = opts.name, %peer, error = %e, "tls handshake failed")
+        }
         Err(_) => tracing::debug!(server = opts.name, %peer, "tls handshake timed out"),
     }
 }
@@ -290,7 +301,10 @@ async fn serve_connection<S>(
             let started = Instant::now();
             let Gate { respond, cors } = match &security {
                 Some(s) => s.gate(req.method(), req.uri().path(), req.headers()),
-                None => Gate { respond: None, cors: HeaderMap::new() },
+                None => Gate {
+                    respond: None,
+                    cors: HeaderMap::new(),
+                },
             };
             let fut = match respond {
                 Some(resp) => futures::future::Either::Left(std::future::ready(Ok(resp))),

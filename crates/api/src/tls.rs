@@ -23,7 +23,10 @@ pub struct TlsFiles {
 }
 
 fn tls_error(path: &Path, reason: impl std::fmt::Display) -> ApiServerError {
-    ApiServerError::Tls { path: path.to_path_buf(), reason: reason.to_string() }
+    ApiServerError::Tls {
+        path: path.to_path_buf(),
+        reason: reason.to_string(),
+    }
 }
 
 /// Reads the files and builds the server configuration; any unreadable or mismatched file is
@@ -43,7 +46,12 @@ pub fn load_tls(files: &TlsFiles) -> Result<Arc<rustls::ServerConfig>, ApiServer
         .map_err(|e| tls_error(&files.cert, e))?
         .with_no_client_auth()
         .with_single_cert(certs, key)
-        .map_err(|e| tls_error(&files.key, format!("certificate and key do not form a usable pair: {e}")))?;
+        .map_err(|e| {
+            tls_error(
+                &files.key,
+                format!("certificate and key do not form a usable pair: {e}"),
+            )
+        })?;
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(cfg))
 }

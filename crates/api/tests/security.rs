@@ -9,7 +9,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use cluster_api::{
-    ApiStream, ClusterApi, RestApiConfig, SecurityConfig, TlsFiles, issue_token, load_tls, serve_rest,
+    ApiStream, ClusterApi, RestApiConfig, SecurityConfig, TlsFiles, issue_token, load_tls,
+    serve_rest,
 };
 use cluster_types::{
     Alert, ApiError, Cid, ConnectGraph, GlobalPinInfo, GlobalRepoGc, ID, Metric, Pin, PinOptions,
@@ -42,11 +43,14 @@ fn nope<T>() -> Result<T, ApiError> {
 impl ClusterApi for Fake {
     async fn id(&self) -> ID {
         self.touch();
-        serde_json::from_value(serde_json::json!({"id": "12D3KooWTest", "peername": "fake"})).unwrap()
+        serde_json::from_value(serde_json::json!({"id": "12D3KooWTest", "peername": "fake"}))
+            .unwrap()
     }
     async fn version(&self) -> Version {
         self.touch();
-        Version { version: "1.1.6".into() }
+        Version {
+            version: "1.1.6".into(),
+        }
     }
     fn peers(&self) -> ApiStream<ID> {
         Box::pin(futures::stream::empty())
@@ -133,7 +137,10 @@ fn secured(tls: Option<TlsFiles>) -> RestApiConfig {
     RestApiConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         security: SecurityConfig {
-            basic_auth: Some(BTreeMap::from([("alice".to_string(), "s3cret".to_string())])),
+            basic_auth: Some(BTreeMap::from([(
+                "alice".to_string(),
+                "s3cret".to_string(),
+            )])),
             ..SecurityConfig::default()
         },
         tls,
@@ -154,15 +161,26 @@ struct Answer {
 
 async fn send(req: reqwest::RequestBuilder) -> Answer {
     let resp = req.send().await.unwrap();
-    Answer { status: resp.status().as_u16(), headers: resp.headers().clone(), body: resp.text().await.unwrap() }
+    Answer {
+        status: resp.status().as_u16(),
+        headers: resp.headers().clone(),
+        body: resp.text().await.unwrap(),
+    }
 }
 
 fn challenges(a: &Answer) -> Vec<String> {
-    a.headers.get_all("www-authenticate").iter().map(|v| v.to_str().unwrap().to_string()).collect()
+    a.headers
+        .get_all("www-authenticate")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect()
 }
 
 fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 async fn raw(addr: SocketAddr, request: &[u8]) -> String {
@@ -207,9 +225,16 @@ async fn credentials_tokens_and_cors() {
         }
         assert_eq!(answers[0], answers[1]);
     }
-    assert_eq!(fake.calls.load(Ordering::SeqCst), 0, "unauthenticated requests reached the cluster");
+    assert_eq!(
+        fake.calls.load(Ordering::SeqCst),
+        0,
+        "unauthenticated requests reached the cluster"
+    );
     let a = send(http.get(url("/id")).basic_auth("alice", Some("wrong"))).await;
-    assert_eq!(challenges(&a), vec!["Basic realm=\"Restricted IPFS Cluster API\""]);
+    assert_eq!(
+        challenges(&a),
+        vec!["Basic realm=\"Restricted IPFS Cluster API\""]
+    );
 
     // Right credentials reach the routes.
     let ok = |p: &str| http.get(url(p)).basic_auth("alice", Some("s3cret"));
@@ -227,7 +252,10 @@ async fn credentials_tokens_and_cors() {
     )
     .await;
     assert_eq!(pre.status, 204);
-    assert_eq!(pre.headers["access-control-allow-origin"], "https://app.example");
+    assert_eq!(
+        pre.headers["access-control-allow-origin"],
+        "https://app.example"
+    );
     assert_eq!(pre.headers["access-control-allow-methods"], "GET");
     assert_eq!(pre.headers["access-control-allow-credentials"], "true");
     // A method outside cors_allowed_methods gets no allowance.
@@ -242,40 +270,83 @@ async fn credentials_tokens_and_cors() {
     // Actual cross-origin requests carry the CORS headers, on errors too.
     let a = send(ok("/version").header("Origin", "https://app.example")).await;
     assert_eq!(a.status, 200);
-    assert_eq!(a.headers["access-control-allow-origin"], "https://app.example");
-    assert!(a.headers["access-control-expose-headers"].to_str().unwrap().contains("X-Stream-Output"));
-    let a = send(http.get(url("/version")).header("Origin", "https://app.example")).await;
+    assert_eq!(
+        a.headers["access-control-allow-origin"],
+        "https://app.example"
+    );
+    assert!(
+        a.headers["access-control-expose-headers"]
+            .to_str()
+            .unwrap()
+            .contains("X-Stream-Output")
+    );
+    let a = send(
+        http.get(url("/version"))
+            .header("Origin", "https://app.example"),
+    )
+    .await;
     assert_eq!(a.status, 401);
     assert!(a.headers.contains_key("access-control-allow-origin"));
 
     // Tokens: issued with basic auth, accepted as bearer; forged, expired and refreshed ones not.
     let a = send(http.post(url("/token")).basic_auth("alice", Some("s3cret"))).await;
     assert_eq!(a.status, 200, "{}", a.body);
-    let token = serde_json::from_str::<serde_json::Value>(&a.body).unwrap()["token"].as_str().unwrap().to_string();
-    assert_eq!(send(http.get(url("/version")).bearer_auth(&token)).await.status, 200);
+    let token = serde_json::from_str::<serde_json::Value>(&a.body).unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        send(http.get(url("/version")).bearer_auth(&token))
+            .await
+            .status,
+        200
+    );
     let forged = issue_token("alice", "guess", now() + 3600);
     let expired = issue_token("alice", "s3cret", now() - 1);
     for bad in [forged.as_str(), expired.as_str(), "not.a.token"] {
         let a = send(http.get(url("/version")).bearer_auth(bad)).await;
         assert_eq!(a.status, 401, "{bad}");
-        assert_eq!(challenges(&a), vec!["Bearer realm=\"Restricted IPFS Cluster API\", error=\"invalid_token\""]);
+        assert_eq!(
+            challenges(&a),
+            vec!["Bearer realm=\"Restricted IPFS Cluster API\", error=\"invalid_token\""]
+        );
     }
-    assert_eq!(send(http.post(url("/token")).bearer_auth(&token)).await.status, 401);
+    assert_eq!(
+        send(http.post(url("/token")).bearer_auth(&token))
+            .await
+            .status,
+        401
+    );
     assert_eq!(send(http.post(url("/token"))).await.status, 401);
 
     // Limits: an oversized body is 413; an oversized head is 431 before any auth.
-    let a = send(http.post(url("/peers")).basic_auth("alice", Some("s3cret")).body(vec![b' '; (1 << 20) + 1])).await;
+    let a = send(
+        http.post(url("/peers"))
+            .basic_auth("alice", Some("s3cret"))
+            .body(vec![b' '; (1 << 20) + 1]),
+    )
+    .await;
     assert_eq!(a.status, 413, "{}", a.body);
-    let big = format!("GET /id HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "a".repeat(10_000));
+    let big = format!(
+        "GET /id HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(10_000)
+    );
     assert!(raw(addr, big.as_bytes()).await.starts_with("HTTP/1.1 431"));
 }
 
 fn write_cert(dir: &Path) -> (TlsFiles, reqwest::Certificate) {
-    let ck = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
-    let files = TlsFiles { cert: dir.join("cert.pem"), key: dir.join("key.pem") };
+    let ck =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let files = TlsFiles {
+        cert: dir.join("cert.pem"),
+        key: dir.join("key.pem"),
+    };
     std::fs::write(&files.cert, ck.cert.pem()).unwrap();
     std::fs::write(&files.key, ck.key_pair.serialize_pem()).unwrap();
-    (files, reqwest::Certificate::from_pem(ck.cert.pem().as_bytes()).unwrap())
+    (
+        files,
+        reqwest::Certificate::from_pem(ck.cert.pem().as_bytes()).unwrap(),
+    )
 }
 
 #[tokio::test]
@@ -284,25 +355,55 @@ async fn https_listener() {
     let (files, root) = write_cert(dir.path());
     let addr = start(secured(Some(files.clone())), Arc::new(Fake::default())).await;
 
-    let trusting = reqwest::Client::builder().add_root_certificate(root).build().unwrap();
-    let a = send(trusting.get(format!("https://127.0.0.1:{}/version", addr.port())).basic_auth("alice", Some("s3cret"))).await;
+    let trusting = reqwest::Client::builder()
+        .add_root_certificate(root)
+        .build()
+        .unwrap();
+    let a = send(
+        trusting
+            .get(format!("https://127.0.0.1:{}/version", addr.port()))
+            .basic_auth("alice", Some("s3cret")),
+    )
+    .await;
     assert_eq!(a.status, 200, "{}", a.body);
     let a = send(trusting.get(format!("https://localhost:{}/version", addr.port()))).await;
     assert_eq!(a.status, 401);
     // Without trusting the self-signed certificate the handshake fails.
     let strict = reqwest::Client::new();
-    assert!(strict.get(format!("https://127.0.0.1:{}/health", addr.port())).send().await.is_err());
+    assert!(
+        strict
+            .get(format!("https://127.0.0.1:{}/health", addr.port()))
+            .send()
+            .await
+            .is_err()
+    );
 
     // Plain HTTP is refused, as Go's server does it.
     let answer = raw(addr, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").await;
     assert!(answer.starts_with("HTTP/1.0 400"), "{answer}");
-    assert!(reqwest::get(format!("http://{addr}/health")).await.map(|r| !r.status().is_success()).unwrap_or(true));
+    assert!(
+        reqwest::get(format!("http://{addr}/health"))
+            .await
+            .map(|r| !r.status().is_success())
+            .unwrap_or(true)
+    );
 
     // Unusable files are a startup error naming the file.
-    let missing = TlsFiles { cert: dir.path().join("nope.pem"), key: files.key.clone() };
-    assert!(load_tls(&missing).unwrap_err().to_string().contains("nope.pem"));
+    let missing = TlsFiles {
+        cert: dir.path().join("nope.pem"),
+        key: files.key.clone(),
+    };
+    assert!(
+        load_tls(&missing)
+            .unwrap_err()
+            .to_string()
+            .contains("nope.pem")
+    );
     let other = rcgen::generate_simple_self_signed(vec!["x".into()]).unwrap();
     std::fs::write(dir.path().join("other.pem"), other.key_pair.serialize_pem()).unwrap();
-    let mismatched = TlsFiles { cert: files.cert.clone(), key: dir.path().join("other.pem") };
+    let mismatched = TlsFiles {
+        cert: files.cert.clone(),
+        key: dir.path().join("other.pem"),
+    };
     assert!(load_tls(&mismatched).is_err());
 }
