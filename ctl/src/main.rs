@@ -123,13 +123,8 @@ fn client_config(cli: &Cli) -> Result<ClientConfig, String> {
         None => (creds.to_string(), String::new()),
     });
     let has_user = basic_auth.as_ref().is_some_and(|(u, _)| !u.is_empty());
+    // As in the original, credentials switch to HTTPS unless plain HTTP is forced.
     let https = cli.https || (has_user && !cli.force_http);
-    if has_user && https && !cli.https {
-        // The original silently switches to HTTPS here; this client cannot speak it yet.
-        return Err("--basic-auth implies HTTPS, which is not supported yet: add --force-http to send the \
-                    credentials over plain HTTP"
-            .to_string());
-    }
     Ok(ClientConfig {
         host: cli.host.clone(),
         https,

@@ -18,6 +18,7 @@ use cluster_state::FjallState;
 
 use crate::api_actor::ApiActor;
 use crate::api_impl::PeerApi;
+use crate::http_apis::{self, HttpApiSection as _};
 
 /// Runs the daemon until SIGINT/SIGTERM or a supervision meltdown.
 pub async fn run(dir: PathBuf, env: HashMap<String, String>, enable_chaos: bool, bootstrap: Vec<String>) -> Result<()> {
@@ -51,7 +52,11 @@ pub async fn run(dir: PathBuf, env: HashMap<String, String>, enable_chaos: bool,
     let cluster = Cluster::start(settings, Arc::clone(&backend), mode, Arc::clone(&metrics)).await?;
 
     let api: Arc<dyn ClusterApi> = Arc::new(PeerApi(cluster.clone()));
-    let rest_cfg = rest_config(&config, enable_chaos)?;
+    let rest_cfg = rest_config(&config, &dir, enable_chaos)?;
+    let pinsvc = match &config.api.pinsvcapi {
+        Some(section) => Some((http_apis::pinsvc_config(section, &dir)?, http_apis::pinning_service(cluster.clone(), &dir)?)),
+        None => None,
+    };
     let metrics_addr = if config.observations.metrics.enable_stats {
         Some(multiaddr_to_socketaddr(&config.observations.metrics.prometheus_endpoint).context("observations.metrics.prometheus_endpoint")?)
     } else {
@@ -65,6 +70,14 @@ pub async fn run(dir: PathBuf, env: HashMap<String, String>, enable_chaos: bool,
     cluster.supervisor().spawn("rest_api", 16, RestartPolicy::default(), move || {
         ApiActor::new(rest_cfg.clone(), metrics_addr, Arc::clone(&api))
     });
+    if let Some((cfg, service)) = pinsvc {
+        for addr in &cfg.listen {
+            probe_port(*addr)?;
+        }
+        cluster.supervisor().spawn("pinsvc_api", 16, RestartPolicy::default(), move || {
+            http_apis::PinSvcActor::new(cfg.clone(), Arc::clone(&service))
+        });
+    }
 
     let mut meltdown = cluster.supervisor().meltdown_signal();
     let result = tokio::select! {
@@ -94,7 +107,7 @@ fn probe_port(addr: std::net::SocketAddr) -> Result<()> {
     Ok(())
 }
 
-fn rest_config(config: &ServiceConfig, chaos_enabled: bool) -> Result<RestApiConfig> {
+fn rest_config(config: &ServiceConfig, dir: &std::path::Path, chaos_enabled: bool) -> Result<RestApiConfig> {
     let Some(rest) = config.api.restapi.as_ref() else {
         bail!("api.restapi is missing from service.json: the REST API is required");
     };
@@ -107,6 +120,12 @@ fn rest_config(config: &ServiceConfig, chaos_enabled: bool) -> Result<RestApiCon
         chaos_enabled,
         read_header_timeout: rest.read_header_timeout,
         idle_timeout: rest.idle_timeout,
+        security: rest.security(),
+        tls: {
+            let tls = rest.tls(dir);
+            http_apis::check_tls(&tls, "api.restapi")?;
+            tls
+        },
     })
 }
 

@@ -3,6 +3,7 @@
 mod api_actor;
 mod api_impl;
 mod daemon;
+mod http_apis;
 
 use std::collections::HashMap;
 use std::path::PathBuf;

@@ -4,10 +4,12 @@ use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
+use crate::security::SecurityConfig;
+use crate::tls::TlsFiles;
+
 /// How the REST API listens and answers. Defaults match the original's `restapi` section.
 ///
-/// TLS, authentication and CORS will join this struct later; build it with
-/// `..RestApiConfig::default()` so new fields do not break callers.
+/// Build it with `..RestApiConfig::default()` so new fields do not break callers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RestApiConfig {
     /// Where to listen (`http_listen_multiaddress`, default `127.0.0.1:9094`). Port 0 picks a
@@ -28,6 +30,10 @@ pub struct RestApiConfig {
     /// Time a keep-alive connection may sit without a request before it is closed
     /// (`idle_timeout`, default 120s). Zero disables it.
     pub idle_timeout: Duration,
+    /// Authentication and CORS (`basic_auth_credentials`, `cors_*`).
+    pub security: SecurityConfig,
+    /// HTTPS certificate and key (`ssl_cert_file`, `ssl_key_file`); plain HTTP when `None`.
+    pub tls: Option<TlsFiles>,
 }
 
 impl Default for RestApiConfig {
@@ -39,6 +45,8 @@ impl Default for RestApiConfig {
             chaos_enabled: false,
             read_header_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(120),
+            security: SecurityConfig::default(),
+            tls: None,
         }
     }
 }

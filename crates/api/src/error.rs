@@ -22,6 +22,14 @@ pub enum ApiServerError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The TLS certificate or key cannot be used.
+    #[error("tls: {}: {reason}", path.display())]
+    Tls {
+        /// The offending file.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 /// Why a multiaddr could not become a socket address.

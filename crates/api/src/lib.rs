@@ -18,8 +18,10 @@ mod metrics;
 mod multiaddr;
 mod rest;
 mod seam;
+mod security;
 mod server;
 mod stream;
+mod tls;
 
 pub use config::RestApiConfig;
 pub use error::{ApiServerError, MultiaddrError};
@@ -27,5 +29,10 @@ pub use metrics::serve_metrics;
 pub use multiaddr::multiaddr_to_socketaddr;
 pub use rest::serve_rest;
 pub use seam::{ApiStream, ClusterApi};
-pub use server::{header_map, serve as serve_http, ServerOptions, WarpResponse};
+pub use security::{
+    CorsConfig, DEFAULT_TOKEN_TTL, ErrorRenderer, REALM, Security, SecurityConfig, TokenError, issue_token,
+    verify_token,
+};
+pub use server::{Guard, ServerOptions, WarpResponse, header_map, serve as serve_http, serve_guarded};
+pub use tls::{TlsFiles, load_tls};
 pub use stream::STREAM_ERROR_TRAILER;

@@ -36,7 +36,9 @@ use warp::filters::BoxedFilter;
 use crate::config::RestApiConfig;
 use crate::error::ApiServerError;
 use crate::seam::ClusterApi;
-use crate::server::{self, ServerOptions, StreamSlot, WarpResponse};
+use crate::security::{ErrorRenderer, Security};
+use crate::server::{self, Guard, ServerOptions, StreamSlot, WarpResponse};
+use crate::tls::load_tls;
 use crate::stream::{self, Chunk, ChunkStream, Opening};
 
 /// How many per-CID status requests of `GET /pins?cids=...` run at once.
@@ -61,9 +63,16 @@ pub async fn serve_rest(
         read_header_timeout: cfg.read_header_timeout,
         idle_timeout: cfg.idle_timeout,
     };
-    server::serve(
+    let render: ErrorRenderer =
+        Arc::new(|status: StatusCode, message: &str| error_response(&ApiError { code: status.as_u16(), message: message.to_string() }));
+    let guard = Guard {
+        tls: cfg.tls.as_ref().map(load_tls).transpose()?,
+        security: Some(Security::new(cfg.security, render)),
+    };
+    server::serve_guarded(
         cfg.listen,
         opts,
+        guard,
         rest_filter(api, cfg.chaos_enabled),
         shutdown,
     )
@@ -91,14 +100,17 @@ fn rest_filter(api: Arc<dyn ClusterApi>, chaos_enabled: bool) -> BoxedFilter<(Wa
     let rest = Arc::new(Rest { api, chaos_enabled });
     let raw_query = warp::query::raw().or(warp::any().map(String::new)).unify();
     // Bodies are only read up to MAX_BODY_BYTES with a declared length; anything else reaches
-    // the handler as `None`, which routes that need a body answer with a JSON error.
+    // the handler as `Err(declared length)`, which routes that need a body answer with 413
+    // (too large) or 400 (no length).
     let body = warp::body::content_length_limit(MAX_BODY_BYTES)
         .and(warp::body::bytes())
-        .map(Some)
-        .or(warp::any().map(|| None))
+        .map(Ok)
+        .or(warp::header::optional::<u64>("content-length").map(Err))
+        .unify()
+        .or(warp::any().map(|| Err(None)))
         .unify();
     never_rejects(warp::method().and(warp::path::full()).and(raw_query).and(body).then(
-        move |method: Method, path: warp::path::FullPath, query: String, body: Option<bytes::Bytes>| {
+        move |method: Method, path: warp::path::FullPath, query: String, body: Body| {
             let rest = rest.clone();
             async move { rest.handle(method, path.as_str(), &query, body).await }
         },
@@ -108,6 +120,9 @@ fn rest_filter(api: Arc<dyn ClusterApi>, chaos_enabled: bool) -> BoxedFilter<(Wa
 
 /// Largest request body accepted (only `POST /peers` takes one).
 const MAX_BODY_BYTES: u64 = 1 << 20;
+
+/// A request body read whole, or the declared length of one that was not read.
+type Body = Result<bytes::Bytes, Option<u64>>;
 
 /// Compile-time proof that a filter cannot reject.
 fn never_rejects<F: Filter<Error = Infallible>>(f: F) -> F {
@@ -219,7 +234,7 @@ fn resolve(method: &Method, segs: &[String], chaos_enabled: bool) -> Result<Rout
 
 impl Rest {
     /// Answers one request; every outcome, including bad input, is a response.
-    async fn handle(&self, method: Method, raw_path: &str, raw_query: &str, body: Option<bytes::Bytes>) -> WarpResponse {
+    async fn handle(&self, method: Method, raw_path: &str, raw_query: &str, body: Body) -> WarpResponse {
         let segs = match decode_path(raw_path) {
             Ok(segs) => segs,
             Err(e) => return error_response(&e),
@@ -236,7 +251,7 @@ impl Rest {
         }
     }
 
-    async fn dispatch(&self, route: Route, raw_query: &str, body: Option<bytes::Bytes>) -> Result<WarpResponse, ApiError> {
+    async fn dispatch(&self, route: Route, raw_query: &str, body: Body) -> Result<WarpResponse, ApiError> {
         let api = &self.api;
         let q = Query::parse(raw_query)?;
         Ok(match route {
@@ -244,8 +259,14 @@ impl Rest {
             Route::Version => json(&api.version().await),
             Route::Peers => stream_response(stream::chunks(api.peers())).await,
             Route::PeerAdd => {
-                let body = body.ok_or_else(|| {
-                    ApiError::bad_request(format!("a JSON body with a Content-Length of at most {MAX_BODY_BYTES} bytes is required"))
+                let body = body.map_err(|declared| match declared {
+                    Some(n) if n > MAX_BODY_BYTES => ApiError {
+                        code: 413,
+                        message: format!("request body of {n} bytes is larger than {MAX_BODY_BYTES} bytes"),
+                    },
+                    _ => ApiError::bad_request(format!(
+                        "a JSON body with a Content-Length of at most {MAX_BODY_BYTES} bytes is required"
+                    )),
                 })?;
                 let req: PeerAddBody = serde_json::from_slice(&body)
                     .map_err(|e| ApiError::bad_request(format!("malformed JSON body: {e}")))?;

@@ -9,8 +9,11 @@
 //! also runs while a keep-alive connection is idle, which would cut idle connections at the
 //! read-header timeout.
 //!
-//! Only HTTP/1.1 is served, like the original without TLS (Go's server speaks HTTP/2 only over
-//! TLS by default).
+//! Only HTTP/1.1 is served, also over TLS (Go's server would offer HTTP/2 there).
+//!
+//! [`serve_guarded`] adds what [`Guard`] holds: TLS on the listener (a plain-HTTP request to
+//! it gets Go's 400 answer and is closed) and the [`Security`] checks, which run on each
+//! request before the route filter sees it.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -36,7 +39,24 @@ use tokio::task::{JoinHandle, JoinSet};
 use warp::filters::BoxedFilter;
 
 use crate::error::ApiServerError;
+use crate::security::{Gate, Security};
 use crate::stream::{NdjsonBody, OpenStream};
+
+/// What Go's server answers to plain HTTP on a TLS port.
+const PLAIN_HTTP_ON_TLS: &[u8] =
+    b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n";
+
+/// First byte of a TLS handshake record.
+const TLS_HANDSHAKE: u8 = 0x16;
+
+/// Protection of one listener: TLS and request checks. The default has neither.
+#[derive(Clone, Default)]
+pub struct Guard {
+    /// Serve HTTPS with this configuration (see [`crate::load_tls`]).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Authentication and CORS, checked before routing.
+    pub security: Option<Arc<Security>>,
+}
 
 /// How long connections may finish after shutdown before they are cut.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -114,6 +134,17 @@ pub async fn serve(
     filter: BoxedFilter<(WarpResponse,)>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(SocketAddr, JoinHandle<()>), ApiServerError> {
+    serve_guarded(listen, opts, Guard::default(), filter, shutdown).await
+}
+
+/// [`serve`] with TLS and/or authentication and CORS checks.
+pub async fn serve_guarded(
+    listen: SocketAddr,
+    opts: ServerOptions,
+    guard: Guard,
+    filter: BoxedFilter<(WarpResponse,)>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(SocketAddr, JoinHandle<()>), ApiServerError> {
     let listener = TcpListener::bind(listen)
         .await
         .map_err(|source| ApiServerError::Bind {
@@ -127,14 +158,15 @@ pub async fn serve(
             source,
         })?;
     let opts = Arc::new(opts);
-    tracing::info!(server = opts.name, addr = %bound, "http server listening");
-    let handle = tokio::spawn(accept_loop(listener, opts, filter, shutdown));
+    tracing::info!(server = opts.name, addr = %bound, tls = guard.tls.is_some(), "http server listening");
+    let handle = tokio::spawn(accept_loop(listener, opts, guard, filter, shutdown));
     Ok((bound, handle))
 }
 
 async fn accept_loop(
     listener: TcpListener,
     opts: Arc<ServerOptions>,
+    guard: Guard,
     filter: BoxedFilter<(WarpResponse,)>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
@@ -149,7 +181,7 @@ async fn accept_loop(
                     if let Err(e) = stream.set_nodelay(true) {
                         tracing::debug!(server = opts.name, %peer, error = %e, "cannot set tcp nodelay");
                     }
-                    conns.spawn(serve_connection(stream, peer, filter.clone(), opts.clone(), stop_tx.subscribe()));
+                    conns.spawn(connection(stream, peer, filter.clone(), opts.clone(), guard.clone(), stop_tx.subscribe()));
                 }
                 Err(e) if is_transient(&e) => {}
                 Err(e) => {
@@ -198,14 +230,60 @@ fn is_transient(e: &io::Error) -> bool {
     )
 }
 
-/// Serves one connection until it ends, times out, or the server shuts down.
-async fn serve_connection(
+/// Runs the TLS handshake when the listener has TLS, then serves the connection.
+async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
     filter: BoxedFilter<(WarpResponse,)>,
     opts: Arc<ServerOptions>,
-    mut stop: watch::Receiver<bool>,
+    guard: Guard,
+    stop: watch::Receiver<bool>,
 ) {
+    let Some(tls) = guard.tls.clone() else {
+        return serve_connection(stream, peer, filter, opts, guard.security, stop).await;
+    };
+    // The whole handshake, first byte included, must fit in the read-header time.
+    let limit = if opts.read_header_timeout.is_zero() {
+        Duration::from_secs(10)
+    } else {
+        opts.read_header_timeout
+    };
+    let handshake = async {
+        let mut first = [0u8; 1];
+        let mut stream = stream;
+        if stream.peek(&mut first).await? == 1 && first[0] != TLS_HANDSHAKE {
+            use tokio::io::AsyncWriteExt as _;
+            let _ = stream.write_all(PLAIN_HTTP_ON_TLS).await;
+            let _ = stream.shutdown().await;
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "plain http on a tls listener",
+            ));
+        }
+        tokio_rustls::TlsAcceptor::from(tls).accept(stream).await
+    };
+    match tokio::time::timeout(limit, handshake).await {
+        Ok(Ok(tls_stream)) => {
+            serve_connection(tls_stream, peer, filter, opts, guard.security, stop).await
+        }
+        Ok(Err(e)) => {
+            tracing::debug!(server = opts.name, %peer, error = %e, "tls handshake failed")
+        }
+        Err(_) => tracing::debug!(server = opts.name, %peer, "tls handshake timed out"),
+    }
+}
+
+/// Serves one connection until it ends, times out, or the server shuts down.
+async fn serve_connection<S>(
+    stream: S,
+    peer: SocketAddr,
+    filter: BoxedFilter<(WarpResponse,)>,
+    opts: Arc<ServerOptions>,
+    security: Option<Arc<Security>>,
+    mut stop: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let activity = Arc::new(Activity::new());
     let io = TokioIo::new(TrackedIo {
         inner: stream,
@@ -221,13 +299,26 @@ async fn serve_connection(
             let method = req.method().clone();
             let path = req.uri().path().to_owned();
             let started = Instant::now();
-            let fut = warp_svc.call(req);
+            let Gate { respond, cors } = match &security {
+                Some(s) => s.gate(req.method(), req.uri().path(), req.headers()),
+                None => Gate {
+                    respond: None,
+                    cors: HeaderMap::new(),
+                },
+            };
+            let fut = match respond {
+                Some(resp) => futures::future::Either::Left(std::future::ready(Ok(resp))),
+                None => futures::future::Either::Right(warp_svc.call(req)),
+            };
             let opts = opts.clone();
             async move {
-                let resp = match fut.await {
+                let mut resp = match fut.await {
                     Ok(resp) => resp,
                     Err(never) => match never {},
                 };
+                for (name, value) in cors.iter() {
+                    resp.headers_mut().append(name.clone(), value.clone());
+                }
                 tracing::debug!(
                     server = opts.name,
                     %peer,
@@ -472,13 +563,13 @@ impl Drop for InFlight {
     }
 }
 
-/// A TCP stream that reports reads to the connection's [`Activity`].
-struct TrackedIo {
-    inner: TcpStream,
+/// A stream that reports reads to the connection's [`Activity`].
+struct TrackedIo<S> {
+    inner: S,
     activity: Arc<Activity>,
 }
 
-impl AsyncRead for TrackedIo {
+impl<S: AsyncRead + Unpin> AsyncRead for TrackedIo<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -494,7 +585,7 @@ impl AsyncRead for TrackedIo {
     }
 }
 
-impl AsyncWrite for TrackedIo {
+impl<S: AsyncWrite + Unpin> AsyncWrite for TrackedIo<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,

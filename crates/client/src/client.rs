@@ -36,13 +36,17 @@ impl std::fmt::Debug for Client {
 }
 
 impl Client {
-    /// Builds a client. Fails on a malformed host and on what is not supported yet (HTTPS,
-    /// unix sockets, libp2p endpoints).
+    /// Builds a client. Fails on a malformed host and on what is not supported yet (unix
+    /// sockets, libp2p endpoints). HTTPS verifies the server against the webpki roots unless
+    /// `no_check_certificate` is set.
     pub fn new(config: ClientConfig) -> Result<Self, ClientError> {
         let endpoints = config.endpoint_urls()?;
         let mut builder = reqwest::Client::builder();
         if let Some(t) = config.timeout {
             builder = builder.timeout(t);
+        }
+        if config.no_check_certificate {
+            builder = builder.danger_accept_invalid_certs(true);
         }
         // Like Go's proxy-from-environment, never send loopback traffic through a proxy.
         if endpoints.iter().all(|u| is_loopback_url(u)) {

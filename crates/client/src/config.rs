@@ -16,8 +16,8 @@ pub struct ClientConfig {
     /// given separated by commas: requests go to the first one and fail over to the next
     /// when a connection cannot be established.
     pub host: String,
-    /// Use HTTPS. Not supported yet: a client built with it returns
-    /// [`ClientError::Unsupported`].
+    /// Use HTTPS for endpoints given as multiaddresses (`https://` URLs and `/https`, `/tls/http`
+    /// multiaddress suffixes always do).
     pub https: bool,
     /// Time limit of each request, body included (`None`: no limit).
     pub timeout: Option<Duration>,
@@ -73,19 +73,17 @@ impl ClientConfig {
 
 /// Translates one API address (multiaddress or URL) into a base URL.
 ///
-/// Only plain HTTP over TCP is supported for now: HTTPS (asked for with `https`, a
-/// `https://` URL or a `/https` / `/tls` multiaddress suffix), unix sockets, `/dnsaddr`
-/// and libp2p (`/p2p/...`) endpoints give [`ClientError::Unsupported`].
+/// HTTP and HTTPS over TCP are supported (HTTPS when asked for with `https`, a `https://`
+/// URL or a `/https` / `/tls/http` multiaddress suffix); unix sockets, `/dnsaddr` and libp2p
+/// (`/p2p/...`) endpoints give [`ClientError::Unsupported`]. An explicit `http://` URL stays
+/// plain HTTP.
 pub fn endpoint_url(addr: &str, https: bool) -> Result<String, ClientError> {
     let addr = addr.trim();
     if let Some(rest) = addr.strip_prefix("http://") {
-        if https {
-            return Err(https_unsupported());
-        }
         return url_host_port(addr, rest).map(|hp| format!("http://{hp}"));
     }
-    if addr.starts_with("https://") {
-        return Err(https_unsupported());
+    if let Some(rest) = addr.strip_prefix("https://") {
+        return url_host_port(addr, rest).map(|hp| format!("https://{hp}"));
     }
     let invalid = |why: &str| ClientError::InvalidArgument(format!("invalid API multiaddress '{addr}': {why}"));
     if !addr.starts_with('/') {
@@ -124,17 +122,15 @@ pub fn endpoint_url(addr: &str, https: bool) -> Result<String, ClientError> {
     if parts.next().is_some() {
         return Err(invalid("unexpected protocol after /tcp/<port>"));
     }
-    if secure {
-        return Err(https_unsupported());
-    }
-    Ok(format!("http://{host}:{port}"))
+    let scheme = if secure { "https" } else { "http" };
+    Ok(format!("{scheme}://{host}:{port}"))
 }
 
 fn url_host_port(addr: &str, rest: &str) -> Result<String, ClientError> {
     let hp = rest.trim_end_matches('/');
     if hp.is_empty() || hp.contains('/') || hp.contains('?') || hp.contains('@') {
         return Err(ClientError::InvalidArgument(format!(
-            "invalid API URL '{addr}': expected http://host:port"
+            "invalid API URL '{addr}': expected http[s]://host:port"
         )));
     }
     Ok(hp.to_string())
@@ -142,10 +138,6 @@ fn url_host_port(addr: &str, rest: &str) -> Result<String, ClientError> {
 
 fn valid_dns_name(name: &str) -> bool {
     !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_')
-}
-
-fn https_unsupported() -> ClientError {
-    ClientError::Unsupported("HTTPS API endpoints are not supported yet by this client".into())
 }
 
 fn libp2p_unsupported(addr: &str) -> ClientError {
@@ -163,13 +155,15 @@ mod tests {
         assert_eq!(endpoint_url("/dns4/cluster.example/tcp/80", false).unwrap(), "http://cluster.example:80");
         assert_eq!(endpoint_url("/ip4/10.0.0.1/tcp/9094/http", false).unwrap(), "http://10.0.0.1:9094");
         assert_eq!(endpoint_url("http://localhost:9094/", false).unwrap(), "http://localhost:9094");
+        assert_eq!(endpoint_url("/ip4/1.2.3.4/tcp/9094", true).unwrap(), "https://1.2.3.4:9094");
+        assert_eq!(endpoint_url("/ip4/1.2.3.4/tcp/9094/https", false).unwrap(), "https://1.2.3.4:9094");
+        assert_eq!(endpoint_url("/dns/x.example/tcp/1/tls/http", false).unwrap(), "https://x.example:1");
+        assert_eq!(endpoint_url("https://localhost:9094", false).unwrap(), "https://localhost:9094");
     }
 
     #[test]
     fn unsupported_and_invalid() {
         assert!(matches!(endpoint_url("/unix/tmp/api.sock", false), Err(ClientError::Unsupported(_))));
-        assert!(matches!(endpoint_url("/ip4/1.2.3.4/tcp/9094", true), Err(ClientError::Unsupported(_))));
-        assert!(matches!(endpoint_url("https://x:1", false), Err(ClientError::Unsupported(_))));
         assert!(matches!(endpoint_url("/ip4/1.2.3.4/tcp/9096/p2p/12D3KooW", false), Err(ClientError::Unsupported(_))));
         assert!(matches!(endpoint_url("/ip4/1.2.3/tcp/9094", false), Err(ClientError::InvalidArgument(_))));
         assert!(matches!(endpoint_url("/ip4/1.2.3.4/udp/9094", false), Err(ClientError::InvalidArgument(_))));

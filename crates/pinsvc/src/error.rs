@@ -63,6 +63,14 @@ pub enum ServeError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The TLS certificate or key cannot be used.
+    #[error("tls: {}: {reason}", path.display())]
+    Tls {
+        /// The offending file.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 impl From<cluster_api::ApiServerError> for ServeError {
@@ -70,6 +78,7 @@ impl From<cluster_api::ApiServerError> for ServeError {
         match e {
             cluster_api::ApiServerError::Bind { addr, source } => ServeError::Bind { addr, source },
             cluster_api::ApiServerError::InvalidHeader { name, reason } => ServeError::InvalidHeader { name, reason },
+            cluster_api::ApiServerError::Tls { path, reason } => ServeError::Tls { path, reason },
         }
     }
 }

@@ -69,9 +69,8 @@ fn resolve(method: &Method, segs: &[String]) -> Result<Route, Miss> {
 impl PinningService {
     /// The whole API as one warp filter that never rejects.
     ///
-    /// This is the seam for authentication, CORS and logging added across all APIs: wrap
-    /// it (e.g. `auth.and(service.filter())` with a filter that answers 401 itself, or
-    /// `.with(warp::cors())`) and serve the result with [`crate::serve_filter`].
+    /// Authentication and CORS are not part of it: [`crate::serve_filter`] applies them
+    /// (from [`crate::PinSvcConfig::security`]) before a request reaches this filter.
     pub fn filter(self: &Arc<Self>) -> BoxedFilter<(Response,)> {
         let svc = Arc::clone(self);
         let raw_query = warp::query::raw().or(warp::any().map(String::new)).unify();

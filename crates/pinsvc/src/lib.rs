@@ -12,8 +12,9 @@
 //! cluster's [`cluster_types::GlobalPinInfo`] (see [`derive_status`]).
 //!
 //! Wiring in a peer: open the index (`RequestIndex::open(&dir)`), build the service
-//! (`PinningService::new(backend, Arc::new(index))`) and call [`serve_pinsvc`]. To add
-//! authentication or CORS, wrap [`PinningService::filter`] and serve it with [`serve_filter`].
+//! (`PinningService::new(backend, Arc::new(index))`) and call [`serve_pinsvc`].
+//! Authentication (basic, JWT and `POST /token`), CORS and HTTPS come from `cluster-api`'s
+//! shared layer, configured in [`PinSvcConfig`]; its failures use the spec's error shape.
 
 #![warn(missing_docs)]
 

@@ -7,7 +7,11 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use cluster_api::{header_map, multiaddr_to_socketaddr, serve_http, MultiaddrError, ServerOptions};
+use cluster_api::{
+    ErrorRenderer, Guard, MultiaddrError, Security, SecurityConfig, ServerOptions, TlsFiles, header_map, load_tls,
+    multiaddr_to_socketaddr, serve_guarded,
+};
+use cluster_types::ApiError;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use warp::filters::BoxedFilter;
@@ -18,8 +22,7 @@ use crate::service::PinningService;
 
 /// How the Pinning Service API listens. Defaults match the original's `pinsvcapi` section.
 ///
-/// Authentication, CORS and TLS are not handled here yet; build this with
-/// `..PinSvcConfig::default()` so fields added for them do not break callers.
+/// Build this with `..PinSvcConfig::default()` so fields added later do not break callers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PinSvcConfig {
     /// Where to listen (`http_listen_multiaddress`, default `127.0.0.1:9097`); every address
@@ -36,6 +39,11 @@ pub struct PinSvcConfig {
     /// Time a keep-alive connection may wait for its next request (`idle_timeout`, default
     /// 120s). Zero disables it.
     pub idle_timeout: Duration,
+    /// Authentication (basic and JWT, with `POST /token`) and CORS, checked before routing;
+    /// failures use the spec's error shape.
+    pub security: SecurityConfig,
+    /// HTTPS certificate and key; plain HTTP when `None`.
+    pub tls: Option<TlsFiles>,
 }
 
 impl Default for PinSvcConfig {
@@ -46,6 +54,8 @@ impl Default for PinSvcConfig {
             max_header_bytes: 4096,
             read_header_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(120),
+            security: SecurityConfig::default(),
+            tls: None,
         }
     }
 }
@@ -94,6 +104,13 @@ pub async fn serve_filter(
         return Err(ServeError::NoListenAddress);
     }
     let extra_headers = header_map(&cfg.headers)?;
+    let render: ErrorRenderer = Arc::new(|status, message: &str| {
+        crate::http::error_response(&ApiError { code: status.as_u16(), message: message.to_string() })
+    });
+    let guard = Guard {
+        tls: cfg.tls.as_ref().map(load_tls).transpose()?,
+        security: Some(Security::new(cfg.security.clone(), render)),
+    };
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut bound = Vec::with_capacity(cfg.listen.len());
     let mut servers = Vec::with_capacity(cfg.listen.len());
@@ -109,7 +126,7 @@ pub async fn serve_filter(
         let stopped = async move {
             let _ = stop.wait_for(|s| *s).await;
         };
-        match serve_http(*addr, opts, filter.clone(), stopped).await {
+        match serve_guarded(*addr, opts, guard.clone(), filter.clone(), stopped).await {
             Ok((local, handle)) => {
                 bound.push(local);
                 servers.push(handle);
