@@ -351,6 +351,20 @@ pub enum HealthCmd {
         An alert is triggered when a peer's metric expires without a new one\n\
         arriving. Ping alerts may trigger repinning if configured.")]
     Alerts,
+    /// Create a graph displaying connectivity of cluster peers
+    #[command(long_about = "Create a graph displaying connectivity of cluster peers.\n\n\
+        Writes a Graphviz DOT document of the connections between cluster peers\n\
+        (C0, C1, ...) and their IPFS daemons (I0, I1, ...; Cn -> In links a peer to\n\
+        its own daemon) to stdout or to a file. Render it with, for example,\n\
+        \"dot -Tpng graph.dot -o graph.png\".")]
+    Graph {
+        /// Write the graph to this file instead of stdout
+        #[arg(short = 'f', long, value_name = "FILE")]
+        file: Option<std::path::PathBuf>,
+        /// Also show IPFS peers that belong to no cluster peer
+        #[arg(long)]
+        all_ipfs_peers: bool,
+    },
 }
 
 /// `ipfs` subcommands.
@@ -470,6 +484,7 @@ mod tests {
             assert!(t.contains(line), "{t}");
         }
         assert!(!t.contains(" add\nipfs-cluster-ctl pin\n"));
-        assert!(!t.contains("graph") && !t.contains("bandwidth"));
+        assert!(t.contains("ipfs-cluster-ctl health graph\n"), "{t}");
+        assert!(!t.contains("bandwidth"), "absent until /health/bandwidth exists");
     }
 }

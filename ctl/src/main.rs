@@ -6,6 +6,7 @@
 
 mod cli;
 mod format;
+mod graph;
 mod humanize;
 mod run;
 

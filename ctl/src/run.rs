@@ -128,6 +128,16 @@ pub async fn execute(cmd: Cmd, ctx: &Ctx) -> anyhow::Result<()> {
             let now = Utc::now();
             ctx.show_list(&client.alerts().await?, |a| format::alert(a, now))
         }
+        Cmd::Health(HealthCmd::Graph { file, all_ipfs_peers }) => {
+            let doc = crate::graph::dot(&client.connect_graph().await?, all_ipfs_peers);
+            match file {
+                Some(path) => std::fs::write(&path, doc).with_context(|| format!("writing {}", path.display())),
+                None => {
+                    std::io::stdout().write_all(doc.as_bytes())?;
+                    Ok(())
+                }
+            }
+        }
         Cmd::Ipfs(IpfsCmd::Gc { local }) => ctx.show(&client.repo_gc(local).await?, format::repo_gc),
         // Answered without a client by the caller.
         Cmd::Commands | Cmd::Help { .. } => Ok(()),

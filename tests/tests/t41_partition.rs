@@ -1,6 +1,7 @@
 //! A partition of 2 peers from 3, with pins and unpins on both sides, then healed: every peer
 //! converges to the pinset the documented CRDT rule predicts (an unpin removes the version it
-//! saw, a concurrent pin wins; see docs/architecture.md).
+//! saw, a concurrent pin wins; see docs/architecture.md). Also draws the healthy cluster with
+//! `ctl health graph`.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -29,6 +30,16 @@ fn names(c: &TestCluster, i: usize) -> Option<BTreeMap<String, String>> {
 fn partitioned_writes_converge_by_the_documented_rule() {
     let c = TestCluster::start(5, |_, _| {}).expect("cluster");
     c.wait_peerset(&[0, 1, 2, 3, 4], 5, Duration::from_secs(60)).expect("5 peers");
+    // `ctl health graph`: every peer linked to its own IPFS daemon and to the others.
+    let dot_file = c.peers[0].path().join("graph.dot");
+    let out = c.peers[0].ctl(&["health", "graph", "-f", dot_file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let dot = std::fs::read_to_string(&dot_file).expect("dot file");
+    for i in 0..5 {
+        assert!(dot.contains(&format!("C{i} -> I{i}")), "C{i} -> I{i} missing:\n{dot}");
+        let links = (0..5).filter(|j| dot.contains(&format!("C{i} -> C{j}\n"))).count();
+        assert_eq!(links, 4, "C{i} should link to the 4 other peers:\n{dot}");
+    }
     let cid = |tag: &str| identity_cid(format!("partition {tag}").as_bytes());
     let (c1, c2, c3, c4, c5) = (cid("c1"), cid("c2"), cid("c3"), cid("c4"), cid("c5"));
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use cluster_types::query::pin_options_to_query;
 use cluster_types::{
-    Alert, ApiError, Cid, GlobalPinInfo, GlobalRepoGc, Metric, Pin, PinOptions, Version, ID,
+    Alert, ApiError, Cid, ConnectGraph, GlobalPinInfo, GlobalRepoGc, Metric, Pin, PinOptions, Version, ID,
 };
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
@@ -164,6 +164,11 @@ impl Client {
     /// `GET /health/alerts`: the latest alerts (expired metrics), newest first.
     pub async fn alerts(&self) -> Result<Vec<Alert>, ClientError> {
         self.list(Method::GET, "/health/alerts").await
+    }
+
+    /// `GET /health/graph`: the cluster's connectivity as seen by this peer.
+    pub async fn connect_graph(&self) -> Result<ConnectGraph, ClientError> {
+        self.json(Method::GET, "/health/graph", &[]).await
     }
 
     /// `GET /health/actors`: the health of the peer's internal components, as free-form JSON.
