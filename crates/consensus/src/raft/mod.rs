@@ -259,7 +259,7 @@ impl RaftConsensus {
                 let m = rx.borrow_and_update();
                 let Some(this) = weak.upgrade() else { return };
                 let mem = m.membership_config.membership();
-                let is_member = mem.get_node(&this.id).is_some();
+                let is_member = mem.voter_ids().any(|v| v == this.id);
                 let applied = m.membership_config.log_id().is_some() && m.membership_config.log_id().as_ref() <= m.last_applied.as_ref();
                 member_seen |= is_member;
                 (this.id, member_seen && !is_member && applied)
@@ -268,6 +268,14 @@ impl RaftConsensus {
                 if let Some(this) = weak.upgrade() {
                     info!(node_id = id, "this peer was removed from the raft cluster");
                     this.removed.send_replace(true);
+                    // openraft 0.9 lets a leader that removed itself keep leading: stop Raft
+                    // here (after a few heartbeats carry the commit) so the rest elect a
+                    // new leader. Writes now fail with `Closed`.
+                    tokio::time::sleep(this.settings.heartbeat_timeout / 2).await;
+                    this.closed.store(true, Ordering::Release);
+                    if let Err(e) = this.raft.shutdown().await {
+                        warn!(error = %e, "raft shutdown after removal");
+                    }
                 }
                 return;
             }
@@ -443,6 +451,10 @@ impl RaftConsensus {
         }
     }
 
+    /// Removes a voter in two steps: demote it to learner (so it still receives, applies and
+    /// notices the configuration without itself), then, once it has the entry, drop it.
+    /// A leader removing itself stops at the first step: it steps down, and the asking peer
+    /// finishes the job through the next leader.
     async fn rm_peer_local(&self, peer: &str) -> CommitAnswer {
         let id = node_id(peer);
         let m = self.metrics();
@@ -454,12 +466,29 @@ impl RaftConsensus {
         if voters.len() == 1 && voters.contains(&id) {
             return CommitAnswer::Failed("cannot remove the last peer of the cluster".into());
         }
-        let change = if voters.contains(&id) {
-            ChangeMembers::RemoveVoters(BTreeSet::from([id]))
-        } else {
-            ChangeMembers::RemoveNodes(BTreeSet::from([id]))
-        };
-        match self.raft.change_membership(change, false).await {
+        let mut index = m.membership_config.log_id().map(|l| l.index).unwrap_or(0);
+        if voters.contains(&id) {
+            match self.raft.change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), true).await {
+                Ok(r) => index = r.log_id.index,
+                Err(e) => return write_error(e),
+            }
+            info!(%peer, "raft voter demoted to learner");
+            if id == self.id {
+                return CommitAnswer::Committed(index);
+            }
+        }
+        // Give the demoted peer a moment to receive and apply its demotion.
+        let hb = self.settings.heartbeat_timeout / 10;
+        let _ = self
+            .raft
+            .wait(Some(self.settings.network_timeout))
+            .metrics(
+                |m| m.replication.as_ref().and_then(|r| r.get(&id).cloned().flatten()).is_some_and(|l| l.index >= index),
+                "demoted peer has its demotion",
+            )
+            .await;
+        tokio::time::sleep(hb * 4).await;
+        match self.raft.change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false).await {
             Ok(r) => {
                 info!(%peer, "removed raft peer");
                 CommitAnswer::Committed(r.log_id.index)
@@ -488,12 +517,44 @@ impl RaftConsensus {
                 }
             };
             match answer {
+                CommitAnswer::Committed(_) if kind == CallKind::RmPeer => return self.finish_removal(peer).await,
                 CommitAnswer::Committed(_) => return Ok(()),
                 CommitAnswer::NotLeader(_) => last = ConsensusError::NotReady("raft leadership moved".into()),
                 CommitAnswer::Failed(e) => last = ConsensusError::Unsupported(e),
             }
         }
         Err(last)
+    }
+
+    /// A removed leader only demoted itself: once a new leader is known, asks it to drop
+    /// the node.
+    async fn finish_removal(&self, peer: &str) -> Result<(), ConsensusError> {
+        let id = node_id(peer);
+        let deadline = tokio::time::Instant::now() + self.settings.wait_for_leader_timeout;
+        while tokio::time::Instant::now() < deadline {
+            let m = self.metrics();
+            if m.membership_config.membership().get_node(&id).is_none() {
+                return Ok(());
+            }
+            let leader = self.wait_for_leader().await?;
+            if leader != peer {
+                let answer = if leader == self.settings.peer_id {
+                    self.rm_peer_local(peer).await
+                } else {
+                    match self.transport.call(&leader, CallKind::RmPeer, types::encode(&peer.to_string()), self.settings.wait_for_leader_timeout).await {
+                        Ok(b) => types::decode::<CommitAnswer>(&b).map_err(ConsensusError::Network)?,
+                        Err(e) => CommitAnswer::Failed(e.to_string()),
+                    }
+                };
+                if let CommitAnswer::Committed(_) = answer {
+                    return Ok(());
+                }
+            }
+            tokio::time::sleep(self.settings.commit_retry_delay.max(Duration::from_millis(50))).await;
+        }
+        // The peer is out of the voters already; only a learner entry is left behind.
+        warn!(%peer, "removed peer still listed as a raft learner");
+        Ok(())
     }
 
     /// Asks the bootstrap peers to add this one until one of them succeeds.
