@@ -18,6 +18,7 @@
 //!   anything was applied since the last one), keeping `trailing_logs` entries; a follower
 //!   further behind receives the snapshot.
 
+pub mod net_impl;
 pub mod network;
 pub mod store;
 pub mod types;
@@ -36,6 +37,7 @@ use openraft::{ChangeMembers, Config, Raft, RaftMetrics, ServerState, SnapshotPo
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tracing::{debug, info, warn};
 
+pub use self::net_impl::NetRaftTransport;
 pub use self::network::{CallKind, RaftTransport};
 use self::network::{CommitAnswer, Factory, RaftAnswer, RaftMessage};
 pub use self::types::{node_id, RaftOp, RaftRequest, TypeConfig};
