@@ -85,6 +85,10 @@ fn raft_leader_killed_under_load_loses_no_acknowledged_pin() {
 
     // The old leader restarts from its own data and catches up (by snapshot: it is more
     // than trailing_logs behind).
+    // kill -9 left no peerstore behind and the survivors cannot dial its new port: give it
+    // their addresses, as an operator would (peer_addresses).
+    let addrs: Vec<String> = [1, 2].iter().map(|&i| cluster_tests::multi::cluster_addr(&cluster.peers[i]).expect("addr")).collect();
+    cluster.peers[0].edit_config(|cfg| cfg["cluster"]["peer_addresses"] = addrs.clone().into()).expect("edit config");
     cluster.peers[0].start().expect("restart peer 0");
     let ok = wait_until(Duration::from_secs(60), || acked.is_subset(&cids_in(&cluster, 0)));
     assert!(ok, "restarted peer did not catch up: has {} of {}", cids_in(&cluster, 0).len(), acked.len());
