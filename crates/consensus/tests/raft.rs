@@ -9,7 +9,6 @@ use async_trait::async_trait;
 use cluster_consensus::raft::{CallKind, RaftConsensus, RaftSettings, RaftTransport};
 use cluster_consensus::{conformance, Consensus, ConsensusError, StateChange};
 use cluster_state::conformance::test_pin;
-use cluster_state::StateStore;
 use tokio::sync::mpsc;
 
 /// Routes calls between peers; a peer in `down` neither sends nor answers.
