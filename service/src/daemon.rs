@@ -9,7 +9,7 @@ use anyhow::{bail, Context as _, Result};
 use cluster_actors::RestartPolicy;
 use cluster_api::{multiaddr_to_socketaddr, ClusterApi, RestApiConfig};
 use cluster_config::{Loaded, ServiceConfig};
-use cluster_consensus::{CrdtSettings, CrdtStore};
+use cluster_consensus::{CrdtSettings, CrdtStore, RaftSettings};
 use cluster_core::{Cluster, ClusterSettings, ConsensusMode, InformerSettings, IpfsTimeouts};
 use cluster_net::{NetConfig, TrustSet};
 use cluster_ipfs::{EmbeddedConfig, Multiaddr};
@@ -35,7 +35,7 @@ pub async fn run(dir: PathBuf, env: HashMap<String, String>, enable_chaos: bool,
     let peer_id = identity.peer_id().to_string();
 
     let state_dir = config.datastore.fjall_path(&dir);
-    let mode = consensus_mode(&config, &peer_id, &state_dir)?;
+    let mode = consensus_mode(&config, &dir, &peer_id, &state_dir, &bootstrap)?;
 
     let repo = embedded.repo_path(&dir);
     let ipfs_cfg = EmbeddedConfig {
@@ -80,7 +80,22 @@ pub async fn run(dir: PathBuf, env: HashMap<String, String>, enable_chaos: bool,
     }
 
     let mut meltdown = cluster.supervisor().meltdown_signal();
+    let mut removed = cluster.removed_from_cluster();
+    let removed_signal = async {
+        match removed.as_mut() {
+            Some(rx) => {
+                let _ = rx.wait_for(|r| *r).await;
+            }
+            None => std::future::pending::<()>().await,
+        }
+    };
+    let mut was_removed = false;
     let result = tokio::select! {
+        _ = removed_signal => {
+            tracing::info!("this peer was removed from the cluster: shutting down");
+            was_removed = true;
+            Ok(())
+        }
         _ = shutdown_signal() => {
             tracing::info!("shutting down");
             Ok(())
@@ -95,7 +110,44 @@ pub async fn run(dir: PathBuf, env: HashMap<String, String>, enable_chaos: bool,
     if let Err(e) = backend.shutdown().await {
         tracing::warn!(error = %e, "ipfs shutdown failed");
     }
+    if was_removed && let Some(raft) = &config.consensus.raft {
+        // A removed peer must not come back with its old raft state: move it aside.
+        drop(cluster);
+        let folder = raft_data_folder(raft, &dir);
+        match cluster_consensus::raft::backup_data_folder(&folder, raft.backups_rotate) {
+            Ok(Some(b)) => tracing::info!(backup = %b.display(), "raft data moved aside"),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "could not move the raft data aside"),
+        }
+    }
     result
+}
+
+/// The raft data folder: `consensus.raft.data_folder`, or `<config>/raft`.
+pub(crate) fn raft_data_folder(raft: &cluster_config::RaftConfig, dir: &std::path::Path) -> PathBuf {
+    if raft.data_folder.is_empty() {
+        dir.join("raft")
+    } else {
+        let p = PathBuf::from(&raft.data_folder);
+        if p.is_absolute() { p } else { dir.join(p) }
+    }
+}
+
+/// Raft settings from `consensus.raft`.
+pub(crate) fn raft_settings(raft: &cluster_config::RaftConfig, dir: &std::path::Path, peer_id: &str) -> RaftSettings {
+    let mut s = RaftSettings::new(peer_id, &raft_data_folder(raft, dir));
+    s.init_peerset = raft.init_peerset.iter().filter(|p| *p != peer_id).cloned().collect();
+    s.wait_for_leader_timeout = raft.wait_for_leader_timeout;
+    s.network_timeout = raft.network_timeout;
+    s.commit_retries = raft.commit_retries;
+    s.commit_retry_delay = raft.commit_retry_delay;
+    s.heartbeat_timeout = raft.heartbeat_timeout;
+    s.election_timeout = raft.election_timeout;
+    s.max_append_entries = u64::from(raft.max_append_entries);
+    s.trailing_logs = raft.trailing_logs;
+    s.snapshot_interval = raft.snapshot_interval;
+    s.snapshot_threshold = raft.snapshot_threshold;
+    s
 }
 
 fn parse_addrs(list: &[String], key: &str) -> Result<Vec<Multiaddr>> {
@@ -177,7 +229,31 @@ fn crdt_topic(cluster_name: &str) -> String {
     format!("crdt/{cluster_name}")
 }
 
-fn consensus_mode(config: &ServiceConfig, peer_id: &str, state_dir: &std::path::Path) -> Result<ConsensusMode> {
+fn consensus_mode(
+    config: &ServiceConfig,
+    dir: &std::path::Path,
+    peer_id: &str,
+    state_dir: &std::path::Path,
+    bootstrap: &[String],
+) -> Result<ConsensusMode> {
+    if let Some(raft) = &config.consensus.raft {
+        let mut settings = raft_settings(raft, dir, peer_id);
+        if !bootstrap.is_empty() {
+            // Joining: start from a clean folder (the old one is kept as a backup) and ask
+            // the bootstrap peers to add us instead of forming a cluster of our own.
+            if let Some(b) = cluster_consensus::raft::backup_data_folder(&settings.data_folder, raft.backups_rotate)
+                .with_context(|| format!("moving {} aside", settings.data_folder.display()))?
+            {
+                eprintln!("joining with --bootstrap: previous raft state moved to {}", b.display());
+            }
+            for a in bootstrap {
+                let m: Multiaddr = a.parse().with_context(|| format!("invalid bootstrap multiaddress '{a}'"))?;
+                let (p, _) = cluster_net::split_peer_multiaddr(&m).with_context(|| format!("bootstrap address '{a}' has no /p2p/<peer id>"))?;
+                settings.join.push(p.to_string());
+            }
+        }
+        return Ok(ConsensusMode::Raft(settings));
+    }
     match &config.consensus.crdt {
         Some(crdt) => {
             let store = CrdtStore::open(state_dir, peer_id).with_context(|| format!("opening state in {}", state_dir.display()))?;

@@ -1,9 +1,10 @@
-//! ipfs-cluster-service: the IPFS Cluster peer daemon (init, daemon, version).
+//! ipfs-cluster-service: the IPFS Cluster peer daemon (init, daemon, state, version).
 
 mod api_actor;
 mod api_impl;
 mod daemon;
 mod http_apis;
+mod state_cmd;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -76,8 +77,39 @@ enum Command {
         #[arg(long, short = 'u', hide = true)]
         upgrade: bool,
     },
+    /// Exports, imports or removes the pinset of this (stopped) peer.
+    State {
+        #[command(subcommand)]
+        command: StateCommand,
+    },
     /// Prints the version.
     Version,
+}
+
+#[derive(Subcommand, Debug)]
+enum StateCommand {
+    /// Writes the pinset as one JSON pin per line.
+    Export {
+        /// Output file (default: stdout).
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
+    /// Replaces the pinset with the pins of a file written by `state export` (default: stdin).
+    Import {
+        /// Input file.
+        file: Option<PathBuf>,
+        /// Overrides the minimum replication factor of every pin.
+        #[arg(long = "replication-min", alias = "rmin", allow_negative_numbers = true)]
+        rmin: Option<i32>,
+        /// Overrides the maximum replication factor of every pin.
+        #[arg(long = "replication-max", alias = "rmax", allow_negative_numbers = true)]
+        rmax: Option<i32>,
+        /// Overrides the allocations of every pin (comma-separated peer ids).
+        #[arg(long = "allocations", alias = "allocs", value_delimiter = ',')]
+        allocations: Option<Vec<String>>,
+    },
+    /// Removes the pinset (raft: moves the data folder aside).
+    Cleanup,
 }
 
 fn env_map() -> HashMap<String, String> {
@@ -133,6 +165,23 @@ fn main() -> ExitCode {
                 }
                 Err(e) => {
                     eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::State { command } => {
+            let result = match command {
+                StateCommand::Export { file } => state_cmd::export(&dir, &env, file.as_deref()).map(|n| eprintln!("exported {n} pins")),
+                StateCommand::Import { file, rmin, rmax, allocations } => {
+                    let overrides = state_cmd::ImportOverrides { rmin: *rmin, rmax: *rmax, allocations: allocations.clone() };
+                    state_cmd::import(&dir, &env, file.as_deref(), cli.force, overrides).map(|n| eprintln!("imported {n} pins"))
+                }
+                StateCommand::Cleanup => state_cmd::cleanup(&dir, &env, cli.force).map(|()| eprintln!("state removed")),
+            };
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
                     ExitCode::FAILURE
                 }
             }

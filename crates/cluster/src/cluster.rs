@@ -97,6 +97,8 @@ pub enum ConsensusMode {
         /// Gossip topic of the consensus.
         topic: String,
     },
+    /// Raft: a leader orders writes; its messages travel over the cluster RPC.
+    Raft(cluster_consensus::RaftSettings),
 }
 
 /// Errors starting a peer.
@@ -122,6 +124,7 @@ pub(crate) struct Inner {
     pub(crate) ipfs: Arc<dyn IpfsConnector>,
     pub(crate) consensus: Arc<dyn Consensus>,
     pub(crate) crdt: Option<Arc<CrdtConsensus>>,
+    pub(crate) raft: Option<Arc<cluster_consensus::RaftConsensus>>,
     pub(crate) state: Arc<dyn StateStore>,
     pub(crate) consensus_ref: ActorRef<ConsensusMsg>,
     pub(crate) tracker: ActorRef<TrackerMsg>,
@@ -181,12 +184,22 @@ impl Cluster {
         let cluster_addresses = Arc::new(std::sync::RwLock::new(Vec::new()));
 
         let (changes_tx, changes_rx) = mpsc::channel(4096);
+        let mut raft = None;
         let (consensus, crdt, state): (Arc<dyn Consensus>, Option<Arc<CrdtConsensus>>, Arc<dyn StateStore>) = match mode {
             ConsensusMode::Single(state) => (
                 Arc::new(SinglePeerConsensus::new(settings.peer_id.clone(), Arc::clone(&state), changes_tx)),
                 None,
                 state,
             ),
+            ConsensusMode::Raft(raft_settings) => {
+                let transport = Arc::new(cluster_consensus::raft::NetRaftTransport { net: net.clone() });
+                let r = cluster_consensus::RaftConsensus::start(raft_settings, transport, changes_tx)
+                    .await
+                    .map_err(|e| ClusterError::Consensus(e.to_string()))?;
+                raft = Some(Arc::clone(&r));
+                let state = r.fjall_state() as Arc<dyn StateStore>;
+                (r as Arc<dyn Consensus>, None, state)
+            }
             ConsensusMode::Crdt { store, settings: crdt_settings, topic } => {
                 let network = Arc::new(NetCrdtNetwork { net: net.clone(), topic, timeout: settings.peer_call_timeout });
                 let c = CrdtConsensus::start(crdt_settings, Arc::clone(&store), network, trust.clone(), changes_tx);
@@ -214,7 +227,11 @@ impl Cluster {
             })
         };
 
-        consensus.ready().await.map_err(|e| ClusterError::Consensus(e.to_string()))?;
+        // Raft needs the RPC server running to elect a leader or join, so it is waited on
+        // once everything is up.
+        if raft.is_none() {
+            consensus.ready().await.map_err(|e| ClusterError::Consensus(e.to_string()))?;
+        }
         let changes_rx = Arc::new(tokio::sync::Mutex::new(changes_rx));
         let restarted = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let consensus_ref = {
@@ -269,6 +286,7 @@ impl Cluster {
                 ipfs,
                 consensus,
                 crdt,
+                raft,
                 state,
                 consensus_ref,
                 tracker,
@@ -290,7 +308,16 @@ impl Cluster {
         let alerts_rx = Arc::new(tokio::sync::Mutex::new(alerts_rx));
         cluster.inner.supervisor.spawn("repinner", 64, base, move || Repinner::new(weak.clone(), Arc::clone(&alerts_rx)));
         cluster.publish_addresses().await;
+        if cluster.inner.raft.is_some() {
+            cluster.inner.consensus.ready().await.map_err(|e| ClusterError::Consensus(e.to_string()))?;
+        }
         Ok(cluster)
+    }
+
+    /// With Raft: becomes true when this peer was removed from the cluster (the daemon then
+    /// shuts down and moves its raft data aside).
+    pub fn removed_from_cluster(&self) -> Option<tokio::sync::watch::Receiver<bool>> {
+        self.inner.raft.as_ref().map(|r| r.removed())
     }
 
     /// The root supervisor (for health snapshots, chaos kills and meltdown signals).

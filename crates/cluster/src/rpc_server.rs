@@ -282,6 +282,10 @@ async fn serve(cluster: &Cluster, sessions: &Sessions, from: PeerId, request: Rp
             Ok(p) => RpcResponse::Peers(p),
             Err(e) => error(ApiError::new(ErrorCode::Unavailable, e.to_string())),
         },
+        RpcRequest::Raft { msg } => raft_call(cluster, cluster_consensus::raft::CallKind::Raft, &msg).await,
+        RpcRequest::RaftCommit { msg } => raft_call(cluster, cluster_consensus::raft::CallKind::Commit, &msg).await,
+        RpcRequest::RaftAddPeer { msg } => raft_call(cluster, cluster_consensus::raft::CallKind::AddPeer, &msg).await,
+        RpcRequest::RaftRmPeer { msg } => raft_call(cluster, cluster_consensus::raft::CallKind::RmPeer, &msg).await,
         RpcRequest::Digest => match &inner.crdt {
             Some(c) => RpcResponse::Blob(c.serve_digest()),
             None => error(ApiError::new(ErrorCode::Conflict, "this peer does not run crdt consensus")),
@@ -293,6 +297,16 @@ async fn serve(cluster: &Cluster, sessions: &Sessions, from: PeerId, request: Rp
             },
             None => error(ApiError::new(ErrorCode::Conflict, "this peer does not run crdt consensus")),
         },
+    }
+}
+
+async fn raft_call(cluster: &Cluster, kind: cluster_consensus::raft::CallKind, msg: &[u8]) -> RpcResponse {
+    match &cluster.inner.raft {
+        Some(r) => match r.serve(kind, msg).await {
+            Ok(b) => RpcResponse::Blob(b),
+            Err(e) => error(ApiError::from(e)),
+        },
+        None => error(ApiError::new(ErrorCode::Conflict, "this peer does not run raft consensus")),
     }
 }
 

@@ -1,4 +1,4 @@
-//! Consensus: how peers agree on the pinset. The trait, and the single-peer implementation.
+//! Consensus: how peers agree on the pinset. The trait, and the single-peer, CRDT and Raft implementations.
 //!
 //! A [`Consensus`] is the only writer of the shared pinset ([`cluster_state::StateStore`]).
 //! Cluster code asks it to log pins and unpins; once a change is durable the implementation
@@ -14,6 +14,7 @@
 
 pub mod conformance;
 pub mod crdt;
+pub mod raft;
 mod error;
 mod single;
 
@@ -21,6 +22,7 @@ pub use error::ConsensusError;
 pub use crdt::{CrdtConsensus, CrdtNetwork, CrdtSettings, CrdtStore};
 pub use crdt::net_impl::NetCrdtNetwork;
 pub use single::{SinglePeerConfig, SinglePeerConsensus};
+pub use raft::{RaftConsensus, RaftSettings, RaftTransport};
 
 use std::sync::Arc;
 

@@ -73,6 +73,9 @@ methods! {
     // This implementation's own methods: CRDT anti-entropy and paged streams.
     ConsensusDigest = "Consensus.Digest" => Trusted,
     ConsensusFetch = "Consensus.Fetch" => Trusted,
+    // Raft: its own protocol (append entries, vote, snapshot) and batches forwarded to the leader.
+    ConsensusRaft = "Consensus.Raft" => Trusted,
+    ConsensusCommit = "Consensus.Commit" => Trusted,
     StreamNext = "Stream.Next" => Open,
     ClusterAlerts = "Cluster.Alerts" => Closed,
     ClusterBandwidthByProtocol = "Cluster.BandwidthByProtocol" => Closed,
@@ -164,6 +167,30 @@ pub enum RpcRequest {
         #[serde(with = "serde_bytes")]
         query: Vec<u8>,
     },
+    /// A Raft protocol message (encoded by the consensus).
+    Raft {
+        /// Opaque message.
+        #[serde(with = "serde_bytes")]
+        msg: Vec<u8>,
+    },
+    /// A batch of pin/unpin operations forwarded to the Raft leader.
+    RaftCommit {
+        /// Opaque batch.
+        #[serde(with = "serde_bytes")]
+        msg: Vec<u8>,
+    },
+    /// Asks the Raft leader to add a peer (learner, then voter).
+    RaftAddPeer {
+        /// Opaque request.
+        #[serde(with = "serde_bytes")]
+        msg: Vec<u8>,
+    },
+    /// Asks the Raft leader to remove a peer.
+    RaftRmPeer {
+        /// Opaque request.
+        #[serde(with = "serde_bytes")]
+        msg: Vec<u8>,
+    },
     /// The next page of a stream opened by an earlier call.
     StreamNext {
         /// Stream id.
@@ -190,6 +217,10 @@ impl RpcRequest {
             RpcRequest::Digest => RpcMethod::ConsensusDigest,
             RpcRequest::Fetch { .. } => RpcMethod::ConsensusFetch,
             RpcRequest::StreamNext { .. } => RpcMethod::StreamNext,
+            RpcRequest::Raft { .. } => RpcMethod::ConsensusRaft,
+            RpcRequest::RaftCommit { .. } => RpcMethod::ConsensusCommit,
+            RpcRequest::RaftAddPeer { .. } => RpcMethod::ConsensusAddPeer,
+            RpcRequest::RaftRmPeer { .. } => RpcMethod::ConsensusRmPeer,
         }
     }
 }
@@ -278,7 +309,13 @@ mod tests {
     ];
     /// Methods this implementation added, with the level it chose.
     const OWN: &[(&str, Policy)] =
-        &[("Consensus.Digest", Policy::Trusted), ("Consensus.Fetch", Policy::Trusted), ("Stream.Next", Policy::Open)];
+        &[
+        ("Consensus.Digest", Policy::Trusted),
+        ("Consensus.Fetch", Policy::Trusted),
+        ("Consensus.Raft", Policy::Trusted),
+        ("Consensus.Commit", Policy::Trusted),
+        ("Stream.Next", Policy::Open),
+    ];
 
     #[test]
     fn table_matches_the_original_and_leaves_nothing_out() {
@@ -314,6 +351,10 @@ mod tests {
             RpcRequest::Digest,
             RpcRequest::Fetch { query: Vec::new() },
             RpcRequest::StreamNext { id: 0 },
+            RpcRequest::Raft { msg: Vec::new() },
+            RpcRequest::RaftCommit { msg: Vec::new() },
+            RpcRequest::RaftAddPeer { msg: Vec::new() },
+            RpcRequest::RaftRmPeer { msg: Vec::new() },
         ];
         for r in requests {
             assert_ne!(r.method().policy(), Policy::Closed, "{:?} is closed but has a wire request", r.method());

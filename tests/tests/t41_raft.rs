@@ -1,0 +1,96 @@
+//! Three real peers with Raft consensus: joining through `--bootstrap`, continuous pinning
+//! through every peer, kill -9 of the leader (peer 0, the cluster's founder), no
+//! acknowledged pin lost, and the old leader rejoining and catching up.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cluster_tests::multi::TestCluster;
+use cluster_tests::{http, identity_cid, wait_until};
+use serde_json::Value;
+
+fn raft_config(cfg: &mut Value) {
+    let consensus = cfg["consensus"].as_object_mut().expect("consensus section");
+    consensus.remove("crdt");
+    consensus.insert(
+        "raft".into(),
+        serde_json::json!({
+            "heartbeat_timeout": "300ms",
+            "election_timeout": "600ms",
+            "leader_lease_timeout": "150ms",
+            "commit_retries": 5,
+            "commit_retry_delay": "100ms",
+            "wait_for_leader_timeout": "10s",
+            "snapshot_threshold": 200,
+            "trailing_logs": 50,
+        }),
+    );
+}
+
+fn cids_in(cluster: &TestCluster, i: usize) -> BTreeSet<String> {
+    cluster.allocations(i).unwrap_or_default().iter().filter_map(|p| p["cid"].as_str().map(String::from)).collect()
+}
+
+#[test]
+fn raft_leader_killed_under_load_loses_no_acknowledged_pin() {
+    let mut cluster = TestCluster::start(3, |_, cfg| raft_config(cfg)).expect("3 raft peers");
+    cluster.wait_peerset(&[0, 1, 2], 3, Duration::from_secs(60)).expect("3 voters");
+
+    // Continuous ingestion through peers 1 and 2 (peer 0 is about to die).
+    let acked = Arc::new(Mutex::new(Vec::<String>::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = [1usize, 2]
+        .into_iter()
+        .map(|w| {
+            let url = cluster.peers[w].url("");
+            let (acked, stop) = (Arc::clone(&acked), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let mut n = 0u32;
+                while !stop.load(Ordering::Relaxed) {
+                    let cid = identity_cid(format!("raft-{w}-{n}").as_bytes());
+                    n += 1;
+                    if let Some((200, _)) = http("POST", &format!("{url}/pins/{cid}")) {
+                        acked.lock().unwrap().push(cid);
+                    }
+                }
+            })
+        })
+        .collect();
+    assert!(wait_until(Duration::from_secs(60), || acked.lock().unwrap().len() >= 100), "ingestion did not start");
+
+    // kill -9 the leader; writes resume once a new leader is elected.
+    let before = acked.lock().unwrap().len();
+    cluster.peers[0].kill9();
+    let killed_at = Instant::now();
+    assert!(
+        wait_until(Duration::from_secs(30), || acked.lock().unwrap().len() >= before + 20),
+        "writes did not resume after the leader died"
+    );
+    let resumed = killed_at.elapsed();
+    eprintln!("writes resumed {resumed:?} after the leader was killed");
+    // Enough writes after the kill to snapshot and purge past what peer 0 has.
+    assert!(wait_until(Duration::from_secs(60), || acked.lock().unwrap().len() >= before + 400), "too few writes after the kill");
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        w.join().unwrap();
+    }
+    let acked: BTreeSet<String> = acked.lock().unwrap().iter().cloned().collect();
+    for i in [1, 2] {
+        let have = cids_in(&cluster, i);
+        let missing: Vec<_> = acked.difference(&have).collect();
+        assert!(missing.is_empty(), "peer {i} lacks {} acknowledged pins, e.g. {:?}", missing.len(), missing.first());
+    }
+
+    // The old leader restarts from its own data and catches up (by snapshot: it is more
+    // than trailing_logs behind).
+    // kill -9 left no peerstore behind and the survivors cannot dial its new port: give it
+    // their addresses, as an operator would (peer_addresses).
+    let addrs: Vec<String> = [1, 2].iter().map(|&i| cluster_tests::multi::cluster_addr(&cluster.peers[i]).expect("addr")).collect();
+    cluster.peers[0].edit_config(|cfg| cfg["cluster"]["peer_addresses"] = addrs.clone().into()).expect("edit config");
+    cluster.peers[0].start().expect("restart peer 0");
+    let ok = wait_until(Duration::from_secs(60), || acked.is_subset(&cids_in(&cluster, 0)));
+    assert!(ok, "restarted peer did not catch up: has {} of {}", cids_in(&cluster, 0).len(), acked.len());
+    assert!(cluster.peers[0].log().contains("installed raft snapshot"), "catch-up did not use a snapshot");
+}
