@@ -27,5 +27,5 @@ pub use metrics::serve_metrics;
 pub use multiaddr::multiaddr_to_socketaddr;
 pub use rest::serve_rest;
 pub use seam::{ApiStream, ClusterApi};
-pub use server::{header_map, serve as serve_http, ServerOptions, WarpResponse};
+pub use server::{header_map, raw_response, serve as serve_http, RawBody, ServerOptions, WarpResponse};
 pub use stream::STREAM_ERROR_TRAILER;
