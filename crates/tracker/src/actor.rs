@@ -259,6 +259,7 @@ struct StartedJob {
     kind: OperationKind,
     mode: PinMode,
     connector_restarts: u32,
+    pin_update: Option<Cid>,
 }
 
 /// Why a watched pin did not finish.
@@ -343,6 +344,7 @@ impl TrackerCore {
             let kind = op.kind;
             let mode = op.mode;
             let connector_restarts = op.connector_restarts;
+            let pin_update = op.pin_update.filter(|from| *from != job.cid);
             if kind == OperationKind::Pin && op.is_expired(chrono::Utc::now()) {
                 tracing::debug!(cid = %job.cid, "pin expired while queued, dropping it");
                 shared.ops.finish(&job.cid, job.generation);
@@ -350,7 +352,7 @@ impl TrackerCore {
             } else {
                 let (cancel, cancelled) = oneshot::channel();
                 shared.cancels.insert(job.generation, cancel);
-                let started = StartedJob { cid: job.cid, generation: job.generation, kind, mode, connector_restarts };
+                let started = StartedJob { cid: job.cid, generation: job.generation, kind, mode, connector_restarts, pin_update };
                 Some((started, cancelled))
             }
         };
@@ -895,7 +897,8 @@ async fn execute(core: &TrackerCore, job: &StartedJob, liveness: &WorkGuard) -> 
     match job.kind {
         OperationKind::Pin => {
             tracing::debug!(%cid, mode = %job.mode, "pinning");
-            match pin_with_watchdog(core.ipfs.as_ref(), &cid, job.mode, core.cfg.pin_timeout, liveness).await {
+            let update_from = job.pin_update.filter(|_| job.mode == PinMode::Recursive);
+            match pin_with_watchdog(core.ipfs.as_ref(), &cid, job.mode, update_from, core.cfg.pin_timeout, liveness).await {
                 Ok(()) => OpOutcome::Succeeded,
                 Err(PinFailure::Ipfs(IpfsError::Closed)) => OpOutcome::ConnectorRestarted,
                 Err(PinFailure::Ipfs(error)) => OpOutcome::Failed(error.to_string()),
@@ -946,11 +949,16 @@ async fn pin_with_watchdog(
     ipfs: &dyn IpfsConnector,
     cid: &Cid,
     mode: PinMode,
+    update_from: Option<Cid>,
     pin_timeout: Duration,
     liveness: &WorkGuard,
 ) -> Result<(), PinFailure> {
     let (progress_tx, mut progress_rx) = mpsc::channel::<u64>(16);
-    let pinning = ipfs.pin(cid, connector_mode(mode), progress_tx);
+    // an update lets the backend reuse what the earlier version already holds (Kubo's pin/update)
+    let pinning = match &update_from {
+        Some(from) => ipfs.pin_update(from, cid, progress_tx),
+        None => ipfs.pin(cid, connector_mode(mode), progress_tx),
+    };
     tokio::pin!(pinning);
     let silence = tokio::time::sleep(pin_timeout);
     tokio::pin!(silence);
