@@ -272,3 +272,21 @@ fn three_peers_on_js_ipfs_with_the_proxy() {
     drop(cluster);
     drop(nodes);
 }
+
+/// `init` configures the Kubo connector and the proxy when the environment names a node, as
+/// the original's init applies env overrides before writing.
+#[test]
+fn init_honours_the_ipfshttp_node_env() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = std::process::Command::new(cluster_tests::bin("ipfs-cluster-service"))
+        .args(["--config", dir.path().to_str().unwrap(), "init"])
+        .env("CLUSTER_IPFSHTTP_NODEMULTIADDRESS", "/ip4/127.0.0.1/tcp/5011")
+        .output()
+        .expect("init");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let cfg: Value = serde_json::from_slice(&std::fs::read(dir.path().join("service.json")).unwrap()).unwrap();
+    assert_eq!(cfg["ipfs_connector"]["ipfshttp"]["node_multiaddress"], "/ip4/127.0.0.1/tcp/5011", "{cfg}");
+    assert!(cfg["ipfs_connector"].get("embedded").is_none(), "{cfg}");
+    assert_eq!(cfg["api"]["ipfsproxy"]["node_multiaddress"], "/ip4/127.0.0.1/tcp/5011");
+    assert_eq!(cfg["api"]["ipfsproxy"]["listen_multiaddress"], "/ip4/127.0.0.1/tcp/9095");
+}
