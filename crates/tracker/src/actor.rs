@@ -259,7 +259,6 @@ struct StartedJob {
     kind: OperationKind,
     mode: PinMode,
     connector_restarts: u32,
-    pin_update: Option<Cid>,
 }
 
 /// Why a watched pin did not finish.
@@ -344,7 +343,6 @@ impl TrackerCore {
             let kind = op.kind;
             let mode = op.mode;
             let connector_restarts = op.connector_restarts;
-            let pin_update = op.pin_update.filter(|from| *from != job.cid);
             if kind == OperationKind::Pin && op.is_expired(chrono::Utc::now()) {
                 tracing::debug!(cid = %job.cid, "pin expired while queued, dropping it");
                 shared.ops.finish(&job.cid, job.generation);
@@ -352,7 +350,7 @@ impl TrackerCore {
             } else {
                 let (cancel, cancelled) = oneshot::channel();
                 shared.cancels.insert(job.generation, cancel);
-                let started = StartedJob { cid: job.cid, generation: job.generation, kind, mode, connector_restarts, pin_update };
+                let started = StartedJob { cid: job.cid, generation: job.generation, kind, mode, connector_restarts };
                 Some((started, cancelled))
             }
         };
@@ -897,7 +895,7 @@ async fn execute(core: &TrackerCore, job: &StartedJob, liveness: &WorkGuard) -> 
     match job.kind {
         OperationKind::Pin => {
             tracing::debug!(%cid, mode = %job.mode, "pinning");
-            let update_from = job.pin_update.filter(|_| job.mode == PinMode::Recursive);
+            let update_from = if job.mode == PinMode::Recursive { pin_update_of(core, &cid) } else { None };
             match pin_with_watchdog(core.ipfs.as_ref(), &cid, job.mode, update_from, core.cfg.pin_timeout, liveness).await {
                 Ok(()) => OpOutcome::Succeeded,
                 Err(PinFailure::Ipfs(IpfsError::Closed)) => OpOutcome::ConnectorRestarted,
@@ -939,6 +937,19 @@ async fn bounded_unpin(
         Err(_) => {
             tracing::warn!(%cid, unpin_timeout = ?core.cfg.unpin_timeout, "unpin timed out");
             OpOutcome::Failed(format!("unpin timed out after {}", format_go_duration(core.cfg.unpin_timeout)))
+        }
+    }
+}
+
+/// The earlier version a pin updates (`pin_update` in the state), so IPFS can fetch only what
+/// differs; read at start rather than kept in the operation, which stays small.
+fn pin_update_of(core: &TrackerCore, cid: &Cid) -> Option<Cid> {
+    match core.state.get(cid) {
+        Ok(Some(pin)) => pin.options.pin_update.filter(|from| from != cid),
+        Ok(None) => None,
+        Err(e) => {
+            tracing::debug!(%cid, error = %e, "cannot read the pin for its pin_update; pinning from scratch");
+            None
         }
     }
 }

@@ -128,9 +128,6 @@ pub struct Operation {
     /// When the pin expires (unset for never), as last requested; a worker drops a pin
     /// operation whose pin expired while it was queued.
     pub expire_at: Timestamp,
-    /// The earlier version this pin updates (`pin_update`), so IPFS can fetch only what
-    /// differs (Kubo's `pin/update`).
-    pub pin_update: Option<Cid>,
 }
 
 impl Operation {
@@ -279,7 +276,6 @@ impl OperationTracker {
                 if existing.is_ongoing() {
                     existing.mode = pin.mode();
                     existing.expire_at = pin.options.expire_at;
-                    existing.pin_update = pin.options.pin_update;
                     return TrackOutcome::AlreadyQueued;
                 }
                 inherited_attempts = existing.attempt_count;
@@ -303,7 +299,6 @@ impl OperationTracker {
             timestamp: now,
             mode: pin.mode(),
             expire_at: pin.options.expire_at,
-            pin_update: pin.options.pin_update,
         };
         self.counts.add(&operation);
         self.operations.insert(cid, operation);
