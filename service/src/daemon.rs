@@ -12,13 +12,17 @@ use cluster_config::{Loaded, ServiceConfig};
 use cluster_consensus::{CrdtSettings, CrdtStore, RaftSettings};
 use cluster_core::{Cluster, ClusterSettings, ConsensusMode, InformerSettings, IpfsTimeouts};
 use cluster_net::{NetConfig, TrustSet};
-use cluster_ipfs::{EmbeddedConfig, Multiaddr};
+use cluster_ipfs::{EmbeddedConfig, IpfsConnector, Multiaddr};
+use cluster_ipfs_http::KuboConnector;
+use futures::StreamExt as _;
 use cluster_observe::Metrics;
 use cluster_state::FjallState;
 
 use crate::api_actor::ApiActor;
 use crate::api_impl::PeerApi;
 use crate::http_apis::{self, HttpApiSection as _};
+use crate::proxy_actor::{ProxyActor, ProxyPeer};
+use cluster_proxy::ProxyConfig;
 
 /// Runs the daemon until SIGINT/SIGTERM or a supervision meltdown.
 pub async fn run(dir: PathBuf, env: HashMap<String, String>, enable_chaos: bool, bootstrap: Vec<String>) -> Result<()> {
@@ -29,27 +33,17 @@ pub async fn run(dir: PathBuf, env: HashMap<String, String>, enable_chaos: bool,
     }
     let _lock = cluster_config::acquire_lock(&dir)?;
     let Loaded { config, identity, peerstore } = cluster_config::load_folder(&dir, &env)?;
-    let Some(embedded) = config.ipfs_connector.embedded.clone() else {
-        bail!("the ipfshttp (Kubo) connector is not available in this release: configure ipfs_connector.embedded");
-    };
     let peer_id = identity.peer_id().to_string();
 
     let state_dir = config.datastore.fjall_path(&dir);
     let mode = consensus_mode(&config, &dir, &peer_id, &state_dir, &bootstrap)?;
 
-    let repo = embedded.repo_path(&dir);
-    let ipfs_cfg = EmbeddedConfig {
-        repo_path: Some(repo.clone()),
-        listen_addrs: parse_addrs(&embedded.listen_multiaddress, "ipfs_connector.embedded.listen_multiaddress")?,
-        bootstrap: parse_addrs(&embedded.bootstrap, "ipfs_connector.embedded.bootstrap")?,
-        ..EmbeddedConfig::default()
-    };
-    let backend = cluster_ipfs::start_embedded(ipfs_cfg).await.context("starting the embedded ipfs node")?;
-
+    let (backend, repo) = start_ipfs(&config, &dir).await?;
     let metrics = Arc::new(Metrics::new());
     let net = net_config(&config, &identity, &peerstore, &bootstrap)?;
     let settings = settings(&config, &peer_id, repo, net);
     let cluster = Cluster::start(settings, Arc::clone(&backend), mode, Arc::clone(&metrics)).await?;
+    spawn_connect_swarms(&cluster, Arc::clone(&backend), config.ipfs_connector.timings().connect_swarms_delay);
 
     let api: Arc<dyn ClusterApi> = Arc::new(PeerApi(cluster.clone()));
     let rest_cfg = rest_config(&config, &dir, enable_chaos)?;
@@ -76,6 +70,17 @@ pub async fn run(dir: PathBuf, env: HashMap<String, String>, enable_chaos: bool,
         }
         cluster.supervisor().spawn("pinsvc_api", 16, RestartPolicy::default(), move || {
             http_apis::PinSvcActor::new(cfg.clone(), Arc::clone(&service))
+        });
+    }
+    if let Some(section) = &config.api.ipfsproxy {
+        let proxy_cfg = ProxyConfig::from_section(section)?;
+        cluster_proxy::build(&proxy_cfg, Arc::new(ProxyPeer(cluster.clone())))?; // config errors are startup errors
+        for addr in &proxy_cfg.listen {
+            probe_port(*addr)?;
+        }
+        let backend: Arc<dyn cluster_proxy::ProxyBackend> = Arc::new(ProxyPeer(cluster.clone()));
+        cluster.supervisor().spawn("ipfs_proxy", 16, RestartPolicy::default(), move || {
+            ProxyActor::new(proxy_cfg.clone(), Arc::clone(&backend))
         });
     }
 
@@ -150,6 +155,79 @@ pub(crate) fn raft_settings(raft: &cluster_config::RaftConfig, dir: &std::path::
     s
 }
 
+/// How long the daemon waits for an external IPFS daemon to answer before giving up (the
+/// original's follower waits as long; Kubo often starts beside the peer and needs a moment).
+const IPFS_READY_WAIT: Duration = Duration::from_secs(120);
+
+/// Starts the configured IPFS connector: the embedded node, or a client of the external Kubo
+/// daemon (waited for until it answers `id`). Also returns the folder the disk informer should
+/// measure: the embedded repo; none for Kubo, whose repo is elsewhere (its `StorageMax` counts).
+async fn start_ipfs(config: &ServiceConfig, dir: &std::path::Path) -> Result<(Arc<dyn IpfsConnector>, Option<PathBuf>)> {
+    if let Some(http) = &config.ipfs_connector.ipfshttp {
+        let kubo = KuboConnector::from_config(http).context("ipfs_connector.ipfshttp")?;
+        let backend: Arc<dyn IpfsConnector> = Arc::new(kubo);
+        wait_for_ipfs(backend.as_ref(), &http.node_multiaddress).await?;
+        return Ok((backend, None));
+    }
+    let Some(embedded) = config.ipfs_connector.embedded.clone() else {
+        bail!("ipfs_connector: an embedded or ipfshttp section is required");
+    };
+    let repo = embedded.repo_path(dir);
+    let ipfs_cfg = EmbeddedConfig {
+        repo_path: Some(repo.clone()),
+        listen_addrs: parse_addrs(&embedded.listen_multiaddress, "ipfs_connector.embedded.listen_multiaddress")?,
+        bootstrap: parse_addrs(&embedded.bootstrap, "ipfs_connector.embedded.bootstrap")?,
+        ..EmbeddedConfig::default()
+    };
+    let backend = cluster_ipfs::start_embedded(ipfs_cfg).await.context("starting the embedded ipfs node")?;
+    Ok((backend, Some(repo)))
+}
+
+/// Polls `id` until the external node answers, so a peer started beside a slower Kubo waits
+/// for it instead of exiting.
+async fn wait_for_ipfs(ipfs: &dyn IpfsConnector, addr: &str) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + IPFS_READY_WAIT;
+    let mut logged = false;
+    loop {
+        let err = match tokio::time::timeout(Duration::from_secs(10), ipfs.id()).await {
+            Ok(Ok(id)) => {
+                tracing::info!(node = %addr, ipfs_id = %id.id, "ipfs daemon answers");
+                return Ok(());
+            }
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "id timed out".to_string(),
+        };
+        if tokio::time::Instant::now() >= deadline {
+            bail!("the ipfs daemon at {addr} did not answer within {IPFS_READY_WAIT:?}: {err}");
+        }
+        if !logged {
+            tracing::warn!(node = %addr, error = %err, "waiting for the ipfs daemon");
+            logged = true;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// `connect_swarms_delay` after start, connects our IPFS node to every other member's (as the
+/// original does), so content moves between them directly. Peers met later are connected from
+/// their ping metrics by the cluster itself.
+fn spawn_connect_swarms(cluster: &Cluster, ipfs: Arc<dyn IpfsConnector>, delay: Duration) {
+    let cluster = cluster.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(delay).await;
+        let mut addrs = Vec::new();
+        let mut peers = cluster.peers();
+        while let Some(id) = peers.next().await {
+            if let Ok(id) = id
+                && id.error.is_empty()
+            {
+                addrs.extend(id.ipfs.addresses);
+            }
+        }
+        cluster_ipfs_http::connect_swarms(ipfs.as_ref(), addrs).await;
+    });
+}
+
 fn parse_addrs(list: &[String], key: &str) -> Result<Vec<Multiaddr>> {
     list.iter().map(|a| a.parse::<Multiaddr>().with_context(|| format!("{key}: invalid multiaddr '{a}'"))).collect()
 }
@@ -181,7 +259,7 @@ fn rest_config(config: &ServiceConfig, dir: &std::path::Path, chaos_enabled: boo
     })
 }
 
-fn settings(config: &ServiceConfig, peer_id: &str, repo: PathBuf, net: NetConfig) -> ClusterSettings {
+fn settings(config: &ServiceConfig, peer_id: &str, repo: Option<PathBuf>, net: NetConfig) -> ClusterSettings {
     let c = &config.cluster;
     let t = config.ipfs_connector.timings();
     let stateless = &config.pin_tracker.stateless;
@@ -203,7 +281,7 @@ fn settings(config: &ServiceConfig, peer_id: &str, repo: PathBuf, net: NetConfig
             disk_metric_type: informer.disk.metric_type.clone(),
             tags: Some((informer.tags.tags.clone(), informer.tags.metric_ttl)),
             pinqueue: Some((informer.pinqueue.metric_ttl, informer.pinqueue.weight_bucket_size)),
-            repo_path: Some(repo),
+            repo_path: repo,
             cluster_addresses: Arc::default(),
         },
         concurrent_pins: stateless.concurrent_pins,

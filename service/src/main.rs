@@ -5,6 +5,7 @@ mod api_impl;
 mod daemon;
 mod http_apis;
 mod state_cmd;
+mod proxy_actor;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -42,6 +43,10 @@ enum ConsensusArg {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Creates a configuration and identity in the config folder.
+    ///
+    /// The peer runs an embedded IPFS node unless CLUSTER_IPFSHTTP_NODEMULTIADDRESS names a
+    /// Kubo RPC API (e.g. /ip4/127.0.0.1/tcp/5001): then the ipfshttp connector and the IPFS
+    /// proxy (api.ipfsproxy) are configured for it.
     Init {
         /// Consensus component to configure.
         #[arg(long, value_enum, default_value = "crdt")]
@@ -112,6 +117,10 @@ enum StateCommand {
     Cleanup,
 }
 
+/// The env override of `ipfs_connector.ipfshttp.node_multiaddress`; at `init` it selects the
+/// Kubo connector instead of the embedded node.
+const IPFSHTTP_NODE_ENV: &str = "CLUSTER_IPFSHTTP_NODEMULTIADDRESS";
+
 fn env_map() -> HashMap<String, String> {
     std::env::vars().collect()
 }
@@ -157,6 +166,9 @@ fn main() -> ExitCode {
                 random_ports: *randomports,
                 force: cli.force,
                 secret,
+                // As with the original (whose init applies env overrides before writing),
+                // naming a Kubo node in the environment configures the ipfshttp connector.
+                ipfs_node_multiaddress: env.get(IPFSHTTP_NODE_ENV).filter(|v| !v.trim().is_empty()).cloned(),
             };
             match cluster_config::init_folder(&dir, &opts) {
                 Ok(_) => {

@@ -33,6 +33,8 @@ pub use security::{
     CorsConfig, DEFAULT_TOKEN_TTL, ErrorRenderer, REALM, Security, SecurityConfig, TokenError, issue_token,
     verify_token,
 };
-pub use server::{Guard, ServerOptions, WarpResponse, header_map, serve as serve_http, serve_guarded};
+pub use server::{
+    Guard, RawBody, ServerOptions, WarpResponse, header_map, raw_response, serve as serve_http, serve_guarded,
+};
 pub use tls::{TlsFiles, load_tls};
 pub use stream::STREAM_ERROR_TRAILER;

@@ -107,6 +107,25 @@ pub fn header_map<'a>(
     Ok(map)
 }
 
+/// A body a route builds itself, for what warp's body cannot carry: trailers, or a stream that
+/// is not `Sync` (a proxied upstream body). See [`raw_response`].
+pub type RawBody = Pin<
+    Box<dyn Body<Data = Bytes, Error = Box<dyn std::error::Error + Send + Sync>> + Send + 'static>,
+>;
+
+/// Carries a [`RawBody`] past warp, which cannot hold it, to the connection.
+#[derive(Clone)]
+struct RawSlot(Arc<Mutex<Option<RawBody>>>);
+
+/// Turns a response with a body of its own into what a route filter returns; the serving loop
+/// sends that body as it is, frames and trailers included (hyper sends trailers only to clients
+/// that announced `TE: trailers`).
+pub fn raw_response(resp: Response<RawBody>) -> WarpResponse {
+    let (mut parts, body) = resp.into_parts();
+    parts.extensions.insert(RawSlot(Arc::new(Mutex::new(Some(body)))));
+    Response::from_parts(parts, WarpBody::default())
+}
+
 /// Carries a stream from a route handler to the connection, which turns it into the body.
 ///
 /// warp's body type cannot end with trailers, so a streamed response leaves warp with an empty
@@ -412,10 +431,15 @@ fn finish(
         }
     }
     let slot = resp.extensions_mut().remove::<StreamSlot>();
+    let raw = resp
+        .extensions_mut()
+        .remove::<RawSlot>()
+        .and_then(|r| r.0.lock().unwrap_or_else(|e| e.into_inner()).take());
     let (parts, body) = resp.into_parts();
-    let kind = match slot.and_then(|s| s.take()) {
-        Some(open) => BodyKind::Ndjson(NdjsonBody::new(open, trailers_allowed)),
-        None => BodyKind::Warp(body),
+    let kind = match (raw, slot.and_then(|s| s.take())) {
+        (Some(raw), _) => BodyKind::Raw(raw),
+        (None, Some(open)) => BodyKind::Ndjson(NdjsonBody::new(open, trailers_allowed)),
+        (None, None) => BodyKind::Warp(body),
     };
     Response::from_parts(
         parts,
@@ -436,6 +460,7 @@ pub(crate) struct ResponseBody {
 enum BodyKind {
     Warp(WarpBody),
     Ndjson(NdjsonBody),
+    Raw(RawBody),
 }
 
 impl Body for ResponseBody {
@@ -453,6 +478,7 @@ impl Body for ResponseBody {
             BodyKind::Ndjson(b) => Pin::new(b)
                 .poll_frame(cx)
                 .map(|o| o.map(|r| r.map_err(Into::into))),
+            BodyKind::Raw(b) => b.as_mut().poll_frame(cx),
         }
     }
 
@@ -460,6 +486,7 @@ impl Body for ResponseBody {
         match &self.kind {
             BodyKind::Warp(b) => b.is_end_stream(),
             BodyKind::Ndjson(b) => b.is_end_stream(),
+            BodyKind::Raw(b) => b.is_end_stream(),
         }
     }
 
@@ -467,6 +494,7 @@ impl Body for ResponseBody {
         match &self.kind {
             BodyKind::Warp(b) => b.size_hint(),
             BodyKind::Ndjson(b) => b.size_hint(),
+            BodyKind::Raw(b) => b.size_hint(),
         }
     }
 }

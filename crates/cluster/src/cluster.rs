@@ -468,7 +468,7 @@ impl Cluster {
     }
 
     /// Resolves `/ipfs/<cid>[/path]` (or `/ipns`, `/ipld`) to a CID, via IPFS only when needed.
-    async fn resolve_path(&self, path: &str) -> Result<Cid, ApiError> {
+    pub async fn resolve_path(&self, path: &str) -> Result<Cid, ApiError> {
         let trimmed = path.trim_end_matches('/');
         let mut parts = trimmed.trim_start_matches('/').splitn(3, '/');
         let ns = parts.next().unwrap_or_default();

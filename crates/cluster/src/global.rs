@@ -336,6 +336,27 @@ impl Cluster {
         Ok(GlobalRepoGc { peer_map: results.into_iter().collect() })
     }
 
+    /// IPFS repo usage summed over every member, asked concurrently (the IPFS proxy's
+    /// `repo/stat`): `(repo_size, storage_max)` in bytes. Members that fail are left out, as
+    /// in the original, and logged.
+    pub async fn repo_stat_all(&self) -> (u64, u64) {
+        let peers = self.member_peers().await;
+        let stats = futures::future::join_all(peers.into_iter().map(|p| async move {
+            let answer = if self.is_me(&p) {
+                self.inner.ipfs.repo_stat().await.map(|s| (s.repo_size, s.storage_max)).map_err(|e| e.to_string())
+            } else {
+                match self.call(&p, RpcRequest::RepoStat).await {
+                    Ok(RpcResponse::RepoStat { repo_size, storage_max }) => Ok((repo_size, storage_max)),
+                    Ok(other) => Err(format!("unexpected answer: {other:?}")),
+                    Err(e) => Err(e.message),
+                }
+            };
+            answer.inspect_err(|e| tracing::warn!(peer = %p, error = %e, "repo stat failed"))
+        }))
+        .await;
+        stats.into_iter().flatten().fold((0, 0), |(r, m), (rs, sm)| (r.saturating_add(rs), m.saturating_add(sm)))
+    }
+
     /// `GET /health/graph`: who is connected to whom, cluster and IPFS, asked concurrently.
     pub async fn connect_graph(&self) -> Result<ConnectGraph, ApiError> {
         let peers = self.member_peers().await;

@@ -168,6 +168,26 @@ impl IpfsConnector for IpfsClient {
         .await
     }
 
+    async fn pin_update(&self, from: &Cid, to: &Cid, progress: mpsc::Sender<u64>) -> Result<(), IpfsError> {
+        let (from, to) = (*from, *to);
+        // Like a pin: the tracker's no-progress watchdog bounds it.
+        self.call("pin_update", None, move |b, guard| {
+            Box::pin(async move {
+                let (inner_tx, mut inner_rx) = mpsc::channel::<u64>(16);
+                let forward = async {
+                    while let Some(n) = inner_rx.recv().await {
+                        guard.record_progress();
+                        let _ = progress.try_send(n);
+                    }
+                };
+                let update = b.pin_update(&from, &to, inner_tx);
+                let (res, ()) = tokio::join!(update, forward);
+                res
+            })
+        })
+        .await
+    }
+
     async fn unpin(&self, cid: &Cid) -> Result<(), IpfsError> {
         let cid = *cid;
         self.call("unpin", Some(self.timeouts.unpin), move |b, _g| Box::pin(async move { b.unpin(&cid).await }))

@@ -301,7 +301,7 @@ impl IpfsProxyConfig {
             errs.push("api.ipfsproxy.listen_multiaddress", "at least one listen address is required");
         }
         check::multiaddrs(errs, "api.ipfsproxy.listen_multiaddress", &self.listen_multiaddress);
-        check::multiaddr(errs, "api.ipfsproxy.node_multiaddress", &self.node_multiaddress);
+        check::node_multiaddr(errs, "api.ipfsproxy.node_multiaddress", &self.node_multiaddress);
         if self.max_header_bytes < MIN_MAX_HEADER_BYTES {
             errs.push("api.ipfsproxy.max_header_bytes", format_args!("must be at least {MIN_MAX_HEADER_BYTES}"));
         }

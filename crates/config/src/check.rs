@@ -19,6 +19,19 @@ pub(crate) fn multiaddr(errs: &mut ConfigErrors, key: &str, value: &str) -> Opti
     }
 }
 
+/// Records an error unless `value` is an address an HTTP client can reach an IPFS API at: a
+/// multiaddress, or `/unix/<absolute path>` (as in Go, the unix component takes the rest of the
+/// address, slashes included, which a generic multiaddress parser would split up).
+pub(crate) fn node_multiaddr(errs: &mut ConfigErrors, key: &str, value: &str) {
+    if let Some(path) = value.trim().strip_prefix("/unix") {
+        if !path.starts_with('/') || path.len() < 2 {
+            errs.push(key, format_args!("invalid multiaddress '{value}': a unix socket needs an absolute path"));
+        }
+        return;
+    }
+    multiaddr(errs, key, value);
+}
+
 /// Checks every entry of a list of multiaddresses.
 pub(crate) fn multiaddrs(errs: &mut ConfigErrors, key: &str, values: &[String]) {
     for value in values {

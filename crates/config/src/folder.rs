@@ -13,11 +13,13 @@ use std::str::FromStr;
 use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId};
 
+use crate::api::IpfsProxyConfig;
 use crate::check::peer_id_of;
 use crate::cluster::{decode_secret, generate_secret, ClusterConfig};
 use crate::consensus::{ConsensusConfig, ConsensusKind};
 use crate::error::ConfigError;
 use crate::identity::Identity;
+use crate::ipfs_connector::{IpfsConnectorConfig, IpfsHttpConfig};
 use crate::service::ServiceConfig;
 
 /// service.json file name.
@@ -69,6 +71,10 @@ pub struct InitOptions {
     /// `--custom-secret`: 64 hex characters, or empty for an unprotected network; `None`
     /// generates a random secret.
     pub secret: Option<String>,
+    /// The Kubo RPC API address (`CLUSTER_IPFSHTTP_NODEMULTIADDRESS` at init): when set, the
+    /// original's `ipfs_connector.ipfshttp` section is written instead of `embedded`, with an
+    /// `api.ipfsproxy` section forwarding to the same node, as the original's init writes.
+    pub ipfs_node_multiaddress: Option<String>,
 }
 
 /// What `init_folder` did.
@@ -119,6 +125,14 @@ pub fn init_folder(dir: &Path, opts: &InitOptions) -> Result<InitReport, ConfigE
         if let Some(raft) = &mut config.consensus.raft {
             raft.init_peerset = peer_ids;
         }
+    }
+    if let Some(node) = &opts.ipfs_node_multiaddress {
+        let node = node.trim().to_string();
+        config.ipfs_connector = IpfsConnectorConfig {
+            embedded: None,
+            ipfshttp: Some(IpfsHttpConfig { node_multiaddress: node.clone(), ..IpfsHttpConfig::default() }),
+        };
+        config.api.ipfsproxy = Some(IpfsProxyConfig { node_multiaddress: node, ..IpfsProxyConfig::default() });
     }
     if opts.random_ports {
         randomize_ports(&mut config)?;

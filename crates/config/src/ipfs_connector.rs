@@ -232,7 +232,7 @@ impl IpfsHttpConfig {
     }
 
     fn validate_into(&self, errs: &mut ConfigErrors) {
-        check::multiaddr(errs, "ipfs_connector.ipfshttp.node_multiaddress", &self.node_multiaddress);
+        check::node_multiaddr(errs, "ipfs_connector.ipfshttp.node_multiaddress", &self.node_multiaddress);
         check::positive(errs, "ipfs_connector.ipfshttp.ipfs_request_timeout", self.ipfs_request_timeout);
     }
 }

@@ -496,3 +496,36 @@ fn not_initialized_and_broken_json() {
     std::fs::write(dir.path().join("service.json"), "{ nope").unwrap();
     assert!(matches!(load_folder(dir.path(), &no_env()), Err(ConfigError::Json { .. })));
 }
+
+#[test]
+fn init_with_a_kubo_node_writes_ipfshttp_and_the_proxy() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = "/unix/run/ipfs/api.sock".to_string();
+    let opts = InitOptions { random_ports: true, ipfs_node_multiaddress: Some(node.clone()), ..Default::default() };
+    init_folder(dir.path(), &opts).unwrap();
+    let loaded = load_folder(dir.path(), &HashMap::new()).unwrap().config;
+    assert!(loaded.ipfs_connector.embedded.is_none());
+    assert_eq!(loaded.ipfs_connector.ipfshttp.as_ref().unwrap().node_multiaddress, node);
+    let proxy = loaded.api.ipfsproxy.as_ref().expect("proxy section");
+    assert_eq!(proxy.node_multiaddress, node);
+    assert_ne!(proxy.listen_multiaddress[0], "/ip4/127.0.0.1/tcp/9095", "random port expected");
+    let text = std::fs::read_to_string(dir.path().join("service.json")).unwrap();
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["ipfs_connector"]["ipfshttp"]["connect_swarms_delay"], "30s");
+}
+
+#[test]
+fn node_multiaddress_accepts_unix_sockets_only_with_absolute_paths() {
+    let mut cfg = ServiceConfig::default();
+    cfg.ipfs_connector = IpfsConnectorConfig {
+        embedded: None,
+        ipfshttp: Some(IpfsHttpConfig { node_multiaddress: "/unix/var/run/ipfs.sock".into(), ..Default::default() }),
+    };
+    assert!(cfg.validate().is_ok());
+    cfg.ipfs_connector.ipfshttp.as_mut().unwrap().node_multiaddress = "/unix".into();
+    let err = cfg.validate().unwrap_err().to_string();
+    assert!(err.contains("ipfs_connector.ipfshttp.node_multiaddress"), "{err}");
+    cfg.ipfs_connector.ipfshttp.as_mut().unwrap().node_multiaddress = "/ip4/127.0.0.1/tcp/5001".into();
+    cfg.api.ipfsproxy = Some(IpfsProxyConfig { node_multiaddress: "/unix/tmp/x.sock".into(), ..Default::default() });
+    assert!(cfg.validate().is_ok());
+}

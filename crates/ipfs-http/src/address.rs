@@ -98,6 +98,20 @@ impl NodeAddress {
         Ok(NodeAddress::Tcp { host, port, family })
     }
 
+    /// An HTTP client builder that dials this address: through the unix socket, or over TCP
+    /// resolving `/dns4` and `/dns6` names to their family only. No proxy from the environment
+    /// is used: the API is local or on a private network.
+    pub fn client_builder(&self) -> reqwest::ClientBuilder {
+        let builder = reqwest::Client::builder().no_proxy().tcp_nodelay(true);
+        match self {
+            NodeAddress::Unix(path) => builder.unix_socket(path.clone()),
+            NodeAddress::Tcp { family: Some(family), .. } => {
+                builder.dns_resolver(FamilyResolver::shared(*family))
+            }
+            NodeAddress::Tcp { family: None, .. } => builder,
+        }
+    }
+
     /// The base URL requests go to (for a unix socket the host is a placeholder).
     pub fn base_url(&self) -> String {
         match self {

@@ -12,7 +12,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 use tracing::debug;
 
-use crate::address::{FamilyResolver, NodeAddress};
+use crate::address::NodeAddress;
 use crate::backoff::Backoff;
 
 /// Error bodies are short; a node sending more is not worth reading in full.
@@ -149,22 +149,9 @@ pub(crate) struct Rpc {
 
 impl Rpc {
     pub(crate) fn new(address: NodeAddress) -> Result<Rpc, IpfsError> {
-        let mut builder = reqwest::Client::builder()
-            // the api is local or on a private network; a proxy from the environment would only
-            // break it
-            .no_proxy()
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .tcp_nodelay(true);
-        match &address {
-            NodeAddress::Unix(path) => builder = builder.unix_socket(path.clone()),
-            NodeAddress::Tcp {
-                family: Some(family),
-                ..
-            } => {
-                builder = builder.dns_resolver(FamilyResolver::shared(*family));
-            }
-            NodeAddress::Tcp { family: None, .. } => {}
-        }
+        let builder = address
+            .client_builder()
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT);
         let client = builder
             .build()
             .map_err(|e| IpfsError::Backend(format!("cannot build the http client: {e}")))?;

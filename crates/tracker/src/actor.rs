@@ -895,7 +895,8 @@ async fn execute(core: &TrackerCore, job: &StartedJob, liveness: &WorkGuard) -> 
     match job.kind {
         OperationKind::Pin => {
             tracing::debug!(%cid, mode = %job.mode, "pinning");
-            match pin_with_watchdog(core.ipfs.as_ref(), &cid, job.mode, core.cfg.pin_timeout, liveness).await {
+            let update_from = if job.mode == PinMode::Recursive { pin_update_of(core, &cid) } else { None };
+            match pin_with_watchdog(core.ipfs.as_ref(), &cid, job.mode, update_from, core.cfg.pin_timeout, liveness).await {
                 Ok(()) => OpOutcome::Succeeded,
                 Err(PinFailure::Ipfs(IpfsError::Closed)) => OpOutcome::ConnectorRestarted,
                 Err(PinFailure::Ipfs(error)) => OpOutcome::Failed(error.to_string()),
@@ -940,17 +941,35 @@ async fn bounded_unpin(
     }
 }
 
+/// The earlier version a pin updates (`pin_update` in the state), so IPFS can fetch only what
+/// differs; read at start rather than kept in the operation, which stays small.
+fn pin_update_of(core: &TrackerCore, cid: &Cid) -> Option<Cid> {
+    match core.state.get(cid) {
+        Ok(Some(pin)) => pin.options.pin_update.filter(|from| from != cid),
+        Ok(None) => None,
+        Err(e) => {
+            tracing::debug!(%cid, error = %e, "cannot read the pin for its pin_update; pinning from scratch");
+            None
+        }
+    }
+}
+
 /// Pins under a no-progress watchdog: a big DAG may take hours, so only silence is fatal.
 /// Dropping the connector's future is how a pin is cancelled.
 async fn pin_with_watchdog(
     ipfs: &dyn IpfsConnector,
     cid: &Cid,
     mode: PinMode,
+    update_from: Option<Cid>,
     pin_timeout: Duration,
     liveness: &WorkGuard,
 ) -> Result<(), PinFailure> {
     let (progress_tx, mut progress_rx) = mpsc::channel::<u64>(16);
-    let pinning = ipfs.pin(cid, connector_mode(mode), progress_tx);
+    // an update lets the backend reuse what the earlier version already holds (Kubo's pin/update)
+    let pinning = match &update_from {
+        Some(from) => ipfs.pin_update(from, cid, progress_tx),
+        None => ipfs.pin(cid, connector_mode(mode), progress_tx),
+    };
     tokio::pin!(pinning);
     let silence = tokio::time::sleep(pin_timeout);
     tokio::pin!(silence);
