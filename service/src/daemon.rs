@@ -84,6 +84,20 @@ pub async fn run(dir: PathBuf, env: HashMap<String, String>, enable_chaos: bool,
         });
     }
 
+    // Saved periodically too, so a peer killed without a clean shutdown still finds the
+    // cluster when it restarts.
+    let peerstore_saver = {
+        let (cluster, path) = (cluster.clone(), config.peerstore_path(&dir));
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(PEERSTORE_SAVE_INTERVAL);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            every.tick().await;
+            loop {
+                every.tick().await;
+                save_peerstore(&cluster, &path).await;
+            }
+        })
+    };
     let mut meltdown = cluster.supervisor().meltdown_signal();
     let mut removed = cluster.removed_from_cluster();
     let removed_signal = async {
@@ -110,6 +124,7 @@ pub async fn run(dir: PathBuf, env: HashMap<String, String>, enable_chaos: bool,
             Err(anyhow::anyhow!("supervision meltdown: {why}"))
         }
     };
+    peerstore_saver.abort();
     save_peerstore(&cluster, &config.peerstore_path(&dir)).await;
     cluster.shutdown().await;
     if let Err(e) = backend.shutdown().await {
@@ -392,15 +407,23 @@ fn net_config(config: &ServiceConfig, identity: &cluster_config::Identity, peers
     })
 }
 
+/// How often the peerstore file is rewritten while the daemon runs.
+const PEERSTORE_SAVE_INTERVAL: Duration = Duration::from_secs(30);
+
 /// Rewrites the peerstore file with every peer we know an address of (as the original does
-/// at shutdown), so a restart finds the cluster without `--bootstrap`.
+/// at shutdown), so a restart finds the cluster without `--bootstrap`. The file is replaced
+/// atomically, and left alone when nothing changed.
 async fn save_peerstore(cluster: &Cluster, path: &std::path::Path) {
     let Ok(known) = cluster.known_peer_addresses().await else { return };
     if known.is_empty() {
         return;
     }
     let text: String = known.iter().map(|a| format!("{a}\n")).collect();
-    if let Err(e) = std::fs::write(path, text) {
+    if std::fs::read_to_string(path).is_ok_and(|old| old == text) {
+        return;
+    }
+    let tmp = path.with_extension("tmp");
+    if let Err(e) = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, path)) {
         tracing::warn!(path = %path.display(), error = %e, "could not save the peerstore");
     }
 }
