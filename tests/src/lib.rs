@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
+pub mod history;
 pub mod multi;
 
 /// The directory holding the workspace's built binaries (`target/<profile>`).
