@@ -48,6 +48,17 @@ pub struct Op {
     pub response: Option<u64>,
 }
 
+/// How one operation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Acknowledged: it took effect between invocation and response.
+    Acked,
+    /// Refused before anything was written: it certainly had no effect.
+    Rejected,
+    /// Failed or timed out: it may or may not have taken effect.
+    Unknown,
+}
+
 /// Records operations from concurrent clients against one clock origin.
 pub struct Recorder {
     origin: Instant,
@@ -66,13 +77,19 @@ impl Recorder {
         self.origin.elapsed().as_nanos() as u64
     }
 
-    /// Runs `f` as one operation, recording it as acknowledged when `f` returns true.
-    pub fn run(&self, client: usize, kind: Kind, cid: &str, f: impl FnOnce() -> bool) -> bool {
+    /// Runs `f` as one operation and records it according to the outcome `f` reports.
+    pub fn run(&self, client: usize, kind: Kind, cid: &str, f: impl FnOnce() -> Outcome) -> Outcome {
         let invoke = self.now();
-        let acked = f();
-        let response = acked.then(|| self.now());
+        let outcome = f();
+        let response = match outcome {
+            Outcome::Acked => Some(self.now()),
+            Outcome::Unknown => None,
+            // A request refused before any write (e.g. unpinning an absent CID) has no effect
+            // at all: leaving it out is exact.
+            Outcome::Rejected => return outcome,
+        };
         self.ops.lock().unwrap().push(Op { client, kind, cid: cid.to_string(), invoke, response });
-        acked
+        outcome
     }
 
     /// Everything recorded so far.
