@@ -192,6 +192,22 @@ impl Peer {
         c.wait().ok()
     }
 
+    /// Waits up to `timeout` for the daemon to exit on its own; None if it is still running
+    /// (it is then left running) or was not started.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(st)) = self.child.as_mut()?.try_wait() {
+                self.child = None;
+                return Some(st);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// The config folder path.
     pub fn path(&self) -> &Path {
         self.dir.path()
