@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
+pub mod history;
 pub mod multi;
 
 /// The directory holding the workspace's built binaries (`target/<profile>`).
@@ -189,6 +190,22 @@ impl Peer {
         }
         let _ = c.kill();
         c.wait().ok()
+    }
+
+    /// Waits up to `timeout` for the daemon to exit on its own; None if it is still running
+    /// (it is then left running) or was not started.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(st)) = self.child.as_mut()?.try_wait() {
+                self.child = None;
+                return Some(st);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// The config folder path.

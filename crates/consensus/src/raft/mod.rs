@@ -668,6 +668,10 @@ impl Consensus for RaftConsensus {
         true
     }
 
+    fn stats(&self) -> serde_json::Value {
+        RaftConsensus::stats(self)
+    }
+
     fn state(&self) -> Arc<dyn StateStore> {
         Arc::clone(&self.state) as Arc<dyn StateStore>
     }
