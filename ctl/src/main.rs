@@ -7,6 +7,7 @@
 mod cli;
 mod format;
 mod humanize;
+mod progress;
 mod run;
 
 use std::time::Duration;
