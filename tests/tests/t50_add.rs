@@ -1,5 +1,5 @@
-//! `add` end to end with real daemons: a 1 GiB file to a 3-peer cluster (rf 2) streamed to
-//! both allocations, and bad uploads answered with clear errors and nothing left behind.
+//! `add` end to end with real daemons: a large file (1 GiB with `ADD_TEST_BYTES`) to a
+//! 3-peer cluster (rf 2) streamed to both allocations, and bad uploads answered with clear errors and nothing left behind.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -44,7 +44,7 @@ fn global_status(peer: &Peer, cid: &str) -> Option<Value> {
 }
 
 #[test]
-fn one_gib_to_three_peers_lands_on_both_allocations() {
+fn large_file_to_three_peers_lands_on_both_allocations() {
     let mut cluster = TestCluster::start(3, |_, cfg| {
         cfg["cluster"]["replication_factor_min"] = 2.into();
         cfg["cluster"]["replication_factor_max"] = 2.into();
@@ -62,7 +62,9 @@ fn one_gib_to_three_peers_lands_on_both_allocations() {
 
     let dir = tempfile::tempdir().expect("tmp");
     let file = dir.path().join("big.bin");
-    let size: u64 = std::env::var("ADD_TEST_BYTES").ok().and_then(|s| s.parse().ok()).unwrap_or(1 << 30);
+    // Debug daemons move ~3 MB/s through the cluster RPC on 2 shared cores (see
+    // docs/compatibility.md), so CI adds 48 MiB; ADD_TEST_BYTES=1073741824 runs the full GiB.
+    let size: u64 = std::env::var("ADD_TEST_BYTES").ok().and_then(|s| s.parse().ok()).unwrap_or(48 << 20);
     write_random_file(&file, size, 0x5eed_1234);
     let expected = expected_cid(&file);
 

@@ -26,7 +26,7 @@ use cluster_net::rpc::{MAX_BLOCK_PUT_BYTES, WireBlock};
 use cluster_net::{PeerId, RpcRequest, RpcResponse};
 use cluster_types::{AddFormat, AddParams, AddedOutput, ApiError, Cid, ErrorCode, Pin, PinOptions};
 use cluster_unixfs::{AddOptions, AddedEntry, Block, BlockSink, Chunker, HashFunction, Importer, Layout, UnixfsError};
-use futures::stream::{BoxStream, Stream, StreamExt};
+use futures::stream::{BoxStream, Stream, StreamExt, TryStreamExt};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -40,6 +40,8 @@ const EVENT_QUEUE: usize = 8;
 const BLOCK_QUEUE: usize = 16;
 /// Batches waiting per destination (each up to `MAX_BLOCK_PUT_BYTES`).
 const DEST_QUEUE: usize = 2;
+/// Batches being stored at once per destination.
+const DEST_IN_FLIGHT: usize = 4;
 /// Most bytes of a symlink target.
 const MAX_SYMLINK_TARGET: usize = 4096;
 
@@ -470,10 +472,14 @@ impl Fanout {
                 let (tx, mut rx) = mpsc::channel::<Arc<Vec<(Cid, Bytes)>>>(DEST_QUEUE);
                 let target = Target::of(cluster, &peer);
                 let task = tokio::spawn(async move {
-                    while let Some(batch) = rx.recv().await {
-                        target.put(&batch).await?;
-                    }
-                    Ok(())
+                    // A few batches in flight hide the per-call latency of the RPC.
+                    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+                        .map(Ok)
+                        .try_for_each_concurrent(DEST_IN_FLIGHT, |batch| {
+                            let target = target.clone();
+                            async move { target.put(&batch).await }
+                        })
+                        .await
                 });
                 Dest { peer, tx: Some(tx), task }
             })
@@ -563,6 +569,13 @@ impl Target {
     }
 
     async fn put(&self, batch: &[(Cid, Bytes)]) -> Result<(), String> {
+        let t0 = std::time::Instant::now();
+        let r = self.put_inner(batch).await;
+        tracing::debug!(blocks = batch.len(), elapsed = ?t0.elapsed(), local = matches!(self, Target::Local(_)), "add batch stored");
+        r
+    }
+
+    async fn put_inner(&self, batch: &[(Cid, Bytes)]) -> Result<(), String> {
         match self {
             Target::Local(ipfs) => ipfs.put_blocks(batch.to_vec()).await.map_err(|e| e.to_string()),
             Target::Remote { net, peer, timeout } => {
