@@ -147,6 +147,8 @@ fn bad_uploads_are_refused_and_leave_nothing_behind() {
         ("unsupported hash", "?hash=md5".into(), whole.clone(), "hash"),
         ("cid v0 with another hash", "?hash=sha3-256&cid-version=0".into(), whole.clone(), "cid"),
         ("not multipart", String::new(), b"{}".to_vec(), "multipart"),
+        ("car import", "?format=car".into(), whole.clone(), "car"),
+        ("sharding", "?shard=true&shard-size=1000000".into(), whole.clone(), "shard"),
     ];
     for (what, query, body, needle) in &cases {
         let head = if *what == "not multipart" {

@@ -644,7 +644,8 @@ mod tests {
             Err(Miss::MethodNotAllowed(_))
         ));
         assert_eq!(route(Method::POST, "/peers"), Ok(Route::PeerAdd));
-        assert_eq!(route(Method::POST, "/add"), Err(Miss::NotFound));
+        assert_eq!(route(Method::POST, "/add"), Ok(Route::Add));
+        assert!(matches!(route(Method::GET, "/add"), Err(Miss::MethodNotAllowed(_))));
         assert_eq!(route(Method::GET, "/"), Err(Miss::NotFound));
         assert_eq!(
             route(Method::POST, "/health/actors/x/kill"),

@@ -113,8 +113,11 @@ impl Cluster {
         let mut check = Pin::with_options(placeholder_cid(), params.pin.clone());
         self.fill_defaults(&mut check);
         check.validate()?;
-        if params.format == AddFormat::Car && params.wrap_with_directory {
-            return Err(ApiError::bad_request("wrap-with-directory cannot be used with format=car"));
+        if params.format == AddFormat::Car {
+            return Err(ApiError::bad_request("format=car is not supported yet: only unixfs imports"));
+        }
+        if params.shard {
+            return Err(ApiError::bad_request("sharded adds (shard=true) are not supported yet"));
         }
         let (out_tx, out_rx) = mpsc::channel(64);
         let cluster = self.clone();
@@ -138,11 +141,8 @@ impl Cluster {
         let started = std::time::Instant::now();
         let (ev_tx, ev_rx) = mpsc::channel::<PartEvent>(EVENT_QUEUE);
         let (item_tx, item_rx) = mpsc::channel::<Item>(BLOCK_QUEUE);
-        let format = params.format;
-        let importer: JoinHandle<Result<Option<Cid>, ApiError>> = tokio::task::spawn_blocking(move || match format {
-            AddFormat::Unixfs => import(options, ev_rx, item_tx).map(|_| None),
-            AddFormat::Car => Err(ApiError::bad_request("format=car is not supported yet")),
-        });
+        let importer: JoinHandle<Result<Option<Cid>, ApiError>> =
+            tokio::task::spawn_blocking(move || import(options, ev_rx, item_tx).map(|_| None));
         let distributor = {
             let (cluster, params, out) = (self.clone(), params.clone(), out.clone());
             tokio::spawn(async move { cluster.distribute(item_rx, &params, &out).await })
