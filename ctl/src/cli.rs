@@ -95,6 +95,10 @@ pub enum Cmd {
     #[command(subcommand, arg_required_else_help = true)]
     Peers(PeersCmd),
 
+    /// Add a file or directory to ipfs and pin it in the cluster
+    #[command(long_about = ADD_ABOUT, arg_required_else_help = true)]
+    Add(AddArgs),
+
     /// Pin and unpin and list items in IPFS Cluster
     #[command(subcommand, arg_required_else_help = true)]
     Pin(PinCmd),
@@ -136,6 +140,22 @@ pub enum Cmd {
         command: Vec<String>,
     },
 }
+
+const ADD_ABOUT: &str = "\
+Add a file or directory to ipfs and pin it in the cluster.
+
+Imports the given paths into IPFS through the cluster (the cluster peer
+chunks them and sends the blocks to the IPFS daemons of the allocated
+peers while they upload) and pins the result. Output is like \"ipfs add\":
+one line per file and directory, the root last. Several paths are wrapped
+in a directory. Use -r for directories.
+
+--format car imports one CAR file as it is instead (its root is pinned).
+--shard splits the DAG into shards of --shard-size bytes, each pinned on
+different peers; \"pin rm\" of the root removes every shard.
+
+While uploading, a progress bar (bytes, rate, time left) is shown on stderr
+when stdout is a terminal.";
 
 const STATUS_ABOUT: &str = "\
 Retrieve the status of tracked items.
@@ -266,6 +286,91 @@ pub struct PinAddArgs {
     pub metadata: Vec<String>,
     #[command(flatten)]
     pub wait: WaitArgs,
+}
+
+/// `add` arguments.
+#[derive(Debug, Args)]
+pub struct AddArgs {
+    /// Files or directories to add
+    #[arg(value_name = "PATH", required = true)]
+    pub paths: Vec<std::path::PathBuf>,
+    /// Add directory paths recursively
+    #[arg(short = 'r', long)]
+    pub recursive: bool,
+    /// Write only hashes to output (one per line)
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// Write only the final hash to output
+    #[arg(short = 'Q', long)]
+    pub quieter: bool,
+    /// Buffer output: the cluster answers once everything is added (a JSON array with --enc json)
+    #[arg(long = "no-stream")]
+    pub no_stream: bool,
+    /// Add to the local peer's IPFS only and make it one of the allocations
+    #[arg(long)]
+    pub local: bool,
+    /// Sets a name for this pin
+    #[arg(short = 'n', long, default_value = "", hide_default_value = true)]
+    pub name: String,
+    /// Sets the minimum replication factor for pinning this file
+    #[arg(long = "replication-min", visible_alias = "rmin", value_name = "N", default_value_t = 0,
+          allow_negative_numbers = true)]
+    pub replication_min: i32,
+    /// Sets the maximum replication factor for pinning this file
+    #[arg(long = "replication-max", visible_alias = "rmax", value_name = "N", default_value_t = 0,
+          allow_negative_numbers = true)]
+    pub replication_max: i32,
+    /// Duration after which the pin should be unpinned automatically (e.g. 24h)
+    #[arg(long = "expire-in", value_name = "DURATION")]
+    pub expire_in: Option<String>,
+    /// Pin metadata: key=value. Can be added multiple times
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub metadata: Vec<String>,
+    /// Optional comma-separated list of peer IDs
+    #[arg(long, visible_alias = "allocs", value_name = "PEERS")]
+    pub allocations: Option<String>,
+    /// Do not pin after adding
+    #[arg(long = "no-pin")]
+    pub no_pin: bool,
+    /// Wait for all nodes to report a status of pinned before returning
+    #[arg(long)]
+    pub wait: bool,
+    /// How long to --wait (e.g. 30s, 2m). Default: forever
+    #[arg(long = "wait-timeout", visible_alias = "wt", value_name = "DURATION")]
+    pub wait_timeout: Option<String>,
+    /// Wrap a with a directory object
+    #[arg(short = 'w', long = "wrap-with-directory")]
+    pub wrap_with_directory: bool,
+    /// unixfs (import files) or car (import one CAR file as it is)
+    #[arg(long, default_value = "unixfs", value_parser = ["unixfs", "car"])]
+    pub format: String,
+    /// Dag layout to use for dag generation: balanced or trickle
+    #[arg(long, default_value = "balanced", value_parser = ["balanced", "trickle"])]
+    pub layout: String,
+    /// Include files that are hidden. Only takes effect on recursive add
+    #[arg(short = 'H', long)]
+    pub hidden: bool,
+    /// Chunking algorithm: size-[bytes], rabin-[min]-[avg]-[max] or buzhash
+    #[arg(short = 's', long, default_value = "size-262144")]
+    pub chunker: String,
+    /// Use raw blocks for leaves (experimental)
+    #[arg(long = "raw-leaves")]
+    pub raw_leaves: bool,
+    /// CID version. Non default implies raw-leaves
+    #[arg(long = "cid-version", value_name = "N", default_value_t = 0)]
+    pub cid_version: u32,
+    /// Hash function to use. Implies cid-version=1 if not sha2-256
+    #[arg(long, default_value = "sha2-256")]
+    pub hash: String,
+    /// Add the URL using filestore. Implies raw-leaves (not supported by this cluster)
+    #[arg(long)]
+    pub nocopy: bool,
+    /// Split the DAG into shards pinned on different peers
+    #[arg(long)]
+    pub shard: bool,
+    /// Bytes per shard with --shard (e.g. 104857600, 100MiB)
+    #[arg(long = "shard-size", value_name = "SIZE", default_value = "100MiB")]
+    pub shard_size: String,
 }
 
 /// `pin rm` arguments.
@@ -486,5 +591,6 @@ mod tests {
         assert!(!t.contains(" add\nipfs-cluster-ctl pin\n"));
         assert!(t.contains("ipfs-cluster-ctl health graph\n"), "{t}");
         assert!(!t.contains("bandwidth"), "absent until /health/bandwidth exists");
+        assert!(t.contains("ipfs-cluster-ctl add\n"), "{t}");
     }
 }

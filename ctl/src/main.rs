@@ -8,6 +8,7 @@ mod cli;
 mod format;
 mod graph;
 mod humanize;
+mod progress;
 mod run;
 
 use std::time::Duration;

@@ -12,7 +12,7 @@ use futures::StreamExt;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::cli::{Cmd, HealthCmd, IpfsCmd, PeersCmd, PinAddArgs, PinCmd, PinUpdateArgs, WaitArgs};
+use crate::cli::{AddArgs, Cmd, HealthCmd, IpfsCmd, PeersCmd, PinAddArgs, PinCmd, PinUpdateArgs, WaitArgs};
 use crate::format;
 
 /// How results are printed.
@@ -83,6 +83,7 @@ pub async fn execute(cmd: Cmd, ctx: &Ctx) -> anyhow::Result<()> {
             client.peer_rm(&peer).await?;
             Ok(())
         }
+        Cmd::Add(args) => add(ctx, args).await,
         Cmd::Pin(PinCmd::Add(args)) => pin_add(ctx, args).await,
         Cmd::Pin(PinCmd::Rm(args)) => {
             let wait = WaitSpec::parse(&args.wait)?;
@@ -183,6 +184,131 @@ async fn pin_add(ctx: &Ctx, a: PinAddArgs) -> anyhow::Result<()> {
     };
     let pin = ctx.client.pin(&path.to_string(), &options).await?;
     after_pin(ctx, pin, TrackerStatus::Pinned, &wait).await
+}
+
+/// Parses a byte size: a plain number of bytes or one with a unit (`100MiB`, `50MB`, `1GiB`).
+fn parse_size(text: &str) -> anyhow::Result<u64> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().with_context(|| format!("invalid size '{text}'"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1000,
+        "kib" | "k" => 1 << 10,
+        "mb" => 1000 * 1000,
+        "mib" | "m" => 1 << 20,
+        "gb" => 1000 * 1000 * 1000,
+        "gib" | "g" => 1 << 30,
+        other => anyhow::bail!("invalid size '{text}': unknown unit '{other}'"),
+    };
+    n.checked_mul(mult).with_context(|| format!("size '{text}' is too large"))
+}
+
+async fn add(ctx: &Ctx, a: AddArgs) -> anyhow::Result<()> {
+    use std::io::IsTerminal as _;
+    let mut user_allocations = Vec::new();
+    if let Some(list) = a.allocations.as_deref().filter(|s| !s.is_empty()) {
+        for p in list.split(',').map(str::trim) {
+            validate_peer_id(p).context("decoding allocations")?;
+            user_allocations.push(p.to_string());
+        }
+    }
+    let wait_timeout = match a.wait_timeout.as_deref().filter(|s| !s.is_empty()) {
+        Some(t) => Some(parse_go_duration(t).context("parsing wait-timeout")?),
+        None => None,
+    };
+    let format = match a.format.as_str() {
+        "car" => cluster_types::AddFormat::Car,
+        _ => cluster_types::AddFormat::Unixfs,
+    };
+    let mut params = cluster_types::AddParams {
+        pin: PinOptions {
+            replication_factor_min: a.replication_min,
+            replication_factor_max: a.replication_max,
+            name: a.name,
+            user_allocations,
+            expire_at: expire_at(a.expire_in.as_deref())?,
+            metadata: parse_metadata_args(&a.metadata).map_err(|e| anyhow::anyhow!(e.message)).context("parsing metadata")?,
+            shard_size: if a.shard { parse_size(&a.shard_size).context("parsing shard-size")? } else { 0 },
+            ..PinOptions::default()
+        },
+        local: a.local,
+        recursive: a.recursive,
+        hidden: a.hidden,
+        // Several paths are always wrapped, as the original does.
+        wrap_with_directory: a.wrap_with_directory || a.paths.len() > 1,
+        shard: a.shard,
+        stream_channels: !a.no_stream,
+        format,
+        no_pin: a.no_pin,
+        layout: a.layout,
+        chunker: a.chunker,
+        raw_leaves: a.raw_leaves.then_some(true),
+        progress: false,
+        cid_version: (a.cid_version != 0).then_some(a.cid_version),
+        hash: a.hash,
+        nocopy: a.nocopy,
+    };
+    if params.shard && params.pin.name.is_empty() {
+        // As the original's ctl: sharded adds get a name so their shard pins can be told apart.
+        params.pin.name = format!("sharded-{:08x}", rand_suffix());
+    }
+    if format == cluster_types::AddFormat::Car && (a.paths.len() != 1 || a.paths[0].is_dir()) {
+        anyhow::bail!("--format car takes exactly one CAR file");
+    }
+    let entries = cluster_client::collect_entries(&a.paths, a.recursive, a.hidden)?;
+    let total: u64 = entries.iter().map(cluster_client::AddEntry::size).sum();
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let bar = std::io::stdout().is_terminal().then(|| crate::progress::Progress::start(sent.clone(), total));
+    let result = async {
+        let mut items = ctx.client.add(entries, &params, sent.clone()).await?;
+        let mut last: Option<cluster_types::AddedOutput> = None;
+        let mut all = Vec::new();
+        while let Some(item) = items.next().await {
+            let item = item?;
+            if !a.quieter && ctx.enc == Encoding::Text {
+                let line = if a.quiet { format!("{}\n", item.cid) } else { format!("added {} {}\n", item.cid, item.name) };
+                out(&line)?;
+            } else if ctx.enc == Encoding::Json && !a.quieter {
+                if a.no_stream {
+                    all.push(item.clone());
+                } else {
+                    out(&format::json(&item))?;
+                }
+            }
+            last = Some(item);
+        }
+        if ctx.enc == Encoding::Json && a.no_stream && !a.quieter {
+            out(&format::json(&all))?;
+        }
+        anyhow::Ok(last)
+    }
+    .await;
+    if let Some(bar) = bar {
+        bar.finish().await;
+    }
+    let Some(last) = result? else { anyhow::bail!("the cluster reported nothing added") };
+    if a.quieter {
+        match ctx.enc {
+            Encoding::Text => out(&format!("{}\n", last.cid))?,
+            Encoding::Json => out(&format::json(&last))?,
+        }
+    }
+    if a.wait && !a.no_pin {
+        let pin = ctx.client.allocation(&last.cid).await?;
+        let params = WaitParams { limit: default_pin_limit(&pin), timeout: wait_timeout, ..WaitParams::new(last.cid, TrackerStatus::Pinned) };
+        let status = ctx.client.wait_for(&params).await.context("waiting for pin status")?;
+        if !a.quiet && !a.quieter {
+            ctx.show(&status, format::global_pin_info)?;
+        }
+    }
+    Ok(())
+}
+
+fn rand_suffix() -> u32 {
+    let n = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    n ^ std::process::id().rotate_left(16)
 }
 
 async fn pin_update(ctx: &Ctx, a: PinUpdateArgs) -> anyhow::Result<()> {

@@ -108,4 +108,13 @@ impl ClusterApi for PeerApi {
     fn prometheus_text(&self) -> String {
         self.0.prometheus_text()
     }
+
+    fn add(
+        &self,
+        content_type: &str,
+        body: ApiStream<bytes::Bytes>,
+        params: cluster_types::AddParams,
+    ) -> Result<ApiStream<cluster_types::AddedOutput>, ApiError> {
+        self.0.add_multipart(content_type, body, params)
+    }
 }

@@ -303,6 +303,31 @@ impl Provider {
         Ok(self.rt.block_on(self.node.add_bytes(bytes::Bytes::from(data)))?.to_string())
     }
 
+    /// Walks the DAG under `root` through this node's own block store (each block must come
+    /// back within a few seconds, so a missing one is an error, not a network fetch) and
+    /// returns how many blocks it holds. Blocks are checked against their CIDs on the way.
+    pub fn walk_local(&self, root: &str) -> Result<usize> {
+        let root: cid::Cid = root.parse()?;
+        self.rt.block_on(async {
+            let mut stack = vec![root];
+            let mut seen = std::collections::HashSet::new();
+            while let Some(c) = stack.pop() {
+                if !seen.insert(c) {
+                    continue;
+                }
+                let data = tokio::time::timeout(Duration::from_secs(5), self.node.block_get(&c))
+                    .await
+                    .map_err(|_| anyhow::anyhow!("block {c} is not held locally"))??;
+                cluster_ipfs::verify_block(&c, &data)?;
+                if c.codec() == cluster_ipfs::CODEC_DAG_PB {
+                    let links = cluster_ipfs::conformance::dag_pb_links(&data).map_err(|e| anyhow::anyhow!(e.0))?;
+                    stack.extend(links.into_iter().map(|(_, l)| l));
+                }
+            }
+            Ok(seen.len())
+        })
+    }
+
     /// The provider's multiaddr with `/p2p/`, for the daemon's `bootstrap` list.
     pub fn addr(&self) -> &str {
         &self.addr

@@ -109,13 +109,33 @@ fn rest_filter(api: Arc<dyn ClusterApi>, chaos_enabled: bool) -> BoxedFilter<(Wa
         .unify()
         .or(warp::any().map(|| Err(None)))
         .unify();
-    never_rejects(warp::method().and(warp::path::full()).and(raw_query).and(body).then(
+    // `POST /add` takes its body as a stream (uploads are any size); it is picked out first.
+    let add = {
+        let rest = rest.clone();
+        warp::post()
+            .and(warp::path::full())
+            .and_then(|path: warp::path::FullPath| async move {
+                match decode_path(path.as_str()) {
+                    Ok(segs) if segs == ["add"] => Ok(()),
+                    _ => Err(warp::reject::not_found()),
+                }
+            })
+            .untuple_one()
+            .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+            .and(warp::header::optional::<String>("content-type"))
+            .and(warp::body::stream())
+            .then(move |query: String, content_type: Option<String>, body| {
+                let rest = rest.clone();
+                async move { rest.add(&query, content_type.unwrap_or_default(), body).await }
+            })
+    };
+    let rest_routes = warp::method().and(warp::path::full()).and(raw_query).and(body).then(
         move |method: Method, path: warp::path::FullPath, query: String, body: Body| {
             let rest = rest.clone();
             async move { rest.handle(method, path.as_str(), &query, body).await }
         },
-    ))
-    .boxed()
+    );
+    never_rejects(add.or(rest_routes).unify()).boxed()
 }
 
 /// Largest request body accepted (only `POST /peers` takes one).
@@ -156,6 +176,7 @@ enum Route {
     Health,
     ActorHealth,
     KillActor(String),
+    Add,
 }
 
 /// Why no route matched.
@@ -181,6 +202,7 @@ fn resolve(method: &Method, segs: &[String], chaos_enabled: bool) -> Result<Rout
     let (get, post, delete) = (Method::GET, Method::POST, Method::DELETE);
     match s.as_slice() {
         ["id"] => one_of(method, vec![(get, Route::Id)]),
+        ["add"] => one_of(method, vec![(Method::POST, Route::Add)]),
         ["version"] => one_of(method, vec![(get, Route::Version)]),
         ["peers"] => one_of(method, vec![(get.clone(), Route::Peers), (post.clone(), Route::PeerAdd)]),
         ["peers", p] => one_of(method, vec![(delete, Route::PeerRm(p.to_string()))]),
@@ -329,12 +351,54 @@ impl Rest {
             }
             Route::Health => no_content(),
             Route::ActorHealth => json(&api.actor_health()),
+            // POST /add is served by its own filter (streamed body); nothing else routes here.
+            Route::Add => return Err(ApiError::bad_request("POST /add needs a multipart body")),
             Route::KillActor(name) => {
                 tracing::warn!(actor = %name, "killing actor through the chaos hook");
                 api.kill_actor(&name).await?;
                 no_content()
             }
         })
+    }
+
+    /// `POST /add` (§11, §2.2): the body streams into the add pipeline; output is NDJSON with
+    /// `X-Chunked-Output: 1`, or one JSON array with `stream-channels=false`.
+    async fn add<S, B>(&self, raw_query: &str, content_type: String, body: S) -> WarpResponse
+    where
+        S: futures::Stream<Item = Result<B, warp::Error>> + Send + 'static,
+        B: bytes::Buf + Send + 'static,
+    {
+        let started = async {
+            let q = Query::parse(raw_query)?;
+            let params = cluster_types::AddParams::from_query(q.first_values())?;
+            let body = body
+                .map(|r| match r {
+                    Ok(mut buf) => Ok(buf.copy_to_bytes(buf.remaining())),
+                    Err(e) => Err(ApiError::bad_request(format!("reading the upload failed: {e}"))),
+                })
+                .boxed();
+            let stream_channels = params.stream_channels;
+            self.api.add(&content_type, body, params).map(|out| (out, stream_channels))
+        };
+        let (out, stream_channels) = match started.await {
+            Ok(v) => v,
+            Err(e) => return error_response(&e),
+        };
+        let mut resp = if stream_channels {
+            stream_response(stream::chunks(out)).await
+        } else {
+            let items: Result<Vec<cluster_types::AddedOutput>, ApiError> = out.collect::<Vec<_>>().await.into_iter().collect();
+            match items {
+                Ok(items) => json(&items),
+                Err(e) => error_response(&e),
+            }
+        };
+        if resp.status().is_success() {
+            let h = resp.headers_mut();
+            h.insert("X-Chunked-Output", HeaderValue::from_static("1"));
+            h.insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        }
+        resp
     }
 
     /// `GET /pins?cids=...`: per-CID status, several at a time, streamed in request order.
@@ -601,7 +665,8 @@ mod tests {
             Err(Miss::MethodNotAllowed(_))
         ));
         assert_eq!(route(Method::POST, "/peers"), Ok(Route::PeerAdd));
-        assert_eq!(route(Method::POST, "/add"), Err(Miss::NotFound));
+        assert_eq!(route(Method::POST, "/add"), Ok(Route::Add));
+        assert!(matches!(route(Method::GET, "/add"), Err(Miss::MethodNotAllowed(_))));
         assert_eq!(route(Method::GET, "/"), Err(Miss::NotFound));
         assert_eq!(
             route(Method::POST, "/health/actors/x/kill"),

@@ -93,4 +93,17 @@ pub trait ClusterApi: Send + Sync + 'static {
 
     /// Refreshes snapshot gauges and renders the Prometheus exposition (`GET /metrics`).
     fn prometheus_text(&self) -> String;
+
+    /// `POST /add`: streams a multipart upload (`content_type` carries the boundary) through
+    /// the add pipeline. Bad parameters fail before any of the body is read; the output lines
+    /// come as entries complete. Implementations without an add pipeline answer 409.
+    fn add(
+        &self,
+        content_type: &str,
+        body: ApiStream<bytes::Bytes>,
+        params: cluster_types::AddParams,
+    ) -> Result<ApiStream<cluster_types::AddedOutput>, ApiError> {
+        let _ = (content_type, body, params);
+        Err(ApiError::new(cluster_types::ErrorCode::Conflict, "this peer cannot add content"))
+    }
 }

@@ -678,7 +678,6 @@ async fn unknown_route_and_wrong_method() {
     let s = start(Fake::new(StatusMode::Items(0))).await;
     for path in [
         "/nope",
-        "/add",
         "/health/bandwidth",
         "/token",
         "/",
@@ -690,6 +689,11 @@ async fn unknown_route_and_wrong_method() {
     let (st, h, body) = call(M::PUT, s.url("/id")).await;
     assert_json_error(st, &h, &body, 405);
     assert_eq!(h["allow"], "GET");
+    // `/add` exists; a peer without an add pipeline (this fake) answers 409, GET is 405.
+    let (st, h, body) = call(M::POST, s.url("/add")).await;
+    assert_json_error(st, &h, &body, 409);
+    let (st, h, body) = call(M::GET, s.url("/add")).await;
+    assert_json_error(st, &h, &body, 405);
     let (st, h, body) = call(M::POST, s.url("/health/graph")).await;
     assert_json_error(st, &h, &body, 405);
     let (st, _, body) = call(M::GET, s.url("/health/graph")).await;

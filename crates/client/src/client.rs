@@ -266,6 +266,40 @@ impl Client {
         Ok(ItemStream::from_response(resp))
     }
 
+    /// `POST /add`: uploads `entries` (streamed from disk) with `params`; `sent` counts the
+    /// file bytes read so far, for progress displays. With `stream-channels=false` the answer
+    /// is one JSON array, which the returned stream yields item by item all the same.
+    ///
+    /// The body cannot be replayed, so there is no fail-over: the request goes to the
+    /// endpoint that answered last.
+    pub async fn add(
+        &self,
+        entries: Vec<crate::add::AddEntry>,
+        params: &cluster_types::AddParams,
+        sent: Arc<std::sync::atomic::AtomicU64>,
+    ) -> Result<ItemStream<cluster_types::AddedOutput>, ClientError> {
+        let boundary = crate::add::boundary();
+        let idx = self.current.load(Ordering::Relaxed) % self.endpoints.len();
+        let url = format!("{}/add{}", self.endpoints[idx], encode_query(&params.to_query()));
+        let mut req = self
+            .http
+            .post(url)
+            .header("Content-Type", format!("multipart/form-data; boundary={boundary}"))
+            .header("TE", "trailers")
+            .body(crate::add::body(entries, boundary, sent));
+        if let Some((user, pass)) = &self.auth {
+            req = req.basic_auth(user, Some(pass));
+        }
+        let resp = check_status(req.send().await.map_err(ClientError::from_reqwest)?).await?;
+        if params.stream_channels {
+            return Ok(ItemStream::from_response(resp));
+        }
+        let body = resp.bytes().await.map_err(ClientError::from_reqwest)?;
+        let items: Vec<cluster_types::AddedOutput> =
+            serde_json::from_slice(&body).map_err(|e| ClientError::Decode(format!("{e} (answer to /add)")))?;
+        Ok(ItemStream::from_items(items))
+    }
+
     /// A list answered either as a JSON array (as the original does) or as NDJSON; 204 is
     /// an empty list.
     async fn list<T: DeserializeOwned>(&self, method: Method, path: &str) -> Result<Vec<T>, ClientError> {

@@ -20,6 +20,7 @@
 
 #![warn(missing_docs)]
 
+pub mod add;
 mod client;
 pub mod config;
 pub mod error;
@@ -27,6 +28,7 @@ pub mod path;
 pub mod stream;
 pub mod wait;
 
+pub use add::{collect_entries, AddEntry};
 pub use client::Client;
 pub use config::{endpoint_url, ClientConfig, DEFAULT_HOST};
 pub use error::ClientError;

@@ -106,6 +106,11 @@ impl<T: DeserializeOwned + Send + 'static> ItemStream<T> {
         ItemStream { inner: Box::pin(futures::stream::empty()) }
     }
 
+    /// A stream of items already received (an answer that came as one JSON array).
+    pub fn from_items(items: Vec<T>) -> Self {
+        ItemStream { inner: Box::pin(futures::stream::iter(items.into_iter().map(Ok))) }
+    }
+
     /// Decodes the body of a successful streaming response.
     pub(crate) fn from_response(resp: reqwest::Response) -> Self {
         if resp.status() == reqwest::StatusCode::NO_CONTENT {

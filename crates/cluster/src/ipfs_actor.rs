@@ -267,6 +267,13 @@ impl IpfsConnector for IpfsClient {
         .await
     }
 
+    async fn put_blocks(&self, blocks: Vec<(Cid, Bytes)>) -> Result<(), IpfsError> {
+        self.call("put_blocks", Some(self.timeouts.request), move |b, _g| {
+            Box::pin(async move { b.put_blocks(blocks).await })
+        })
+        .await
+    }
+
     async fn block_get(&self, cid: &Cid) -> Result<Bytes, IpfsError> {
         let cid = *cid;
         self.call("block_get", Some(self.timeouts.request), move |b, _g| {

@@ -5,6 +5,7 @@
 //! `consensus`, `monitor`, `informer`, `pinset_watcher` and `repinner`.
 //! [`Cluster`] is the handle the APIs use; it turns requests into messages.
 
+pub mod add;
 pub mod allocator;
 mod cluster;
 pub mod consensus_actor;

@@ -28,6 +28,9 @@ pub const MAX_SESSIONS: usize = 256;
 const SESSION_IDLE: Duration = Duration::from_secs(120);
 /// Most inbound calls served at once.
 const MAX_CONCURRENT: usize = 256;
+/// Most inbound block batches written to IPFS at once (each holds up to
+/// `MAX_BLOCK_PUT_BYTES`), so concurrent adds from many peers cannot pile up memory.
+const MAX_CONCURRENT_BLOCK_PUTS: usize = 8;
 
 struct Session {
     owner: PeerId,
@@ -73,14 +76,22 @@ impl Actor for RpcServer {
         let (weak, inbound, sessions) = (self.cluster.clone(), Arc::clone(&self.inbound), Arc::clone(&self.sessions));
         ctx.spawn_background(async move {
             let limit = Arc::new(Semaphore::new(MAX_CONCURRENT));
+            let block_limit = Arc::new(Semaphore::new(MAX_CONCURRENT_BLOCK_PUTS));
             let mut rx = inbound.lock().await;
             while let Some(rpc) = rx.recv().await {
                 let Some(cluster) = cluster_of(&weak) else { return };
                 let Ok(permit) = Arc::clone(&limit).acquire_owned().await else { return };
                 let sessions = Arc::clone(&sessions);
+                let block_limit = Arc::clone(&block_limit);
                 tokio::spawn(async move {
                     let _permit = permit;
-                    let response = serve(&cluster, &sessions, rpc.from, rpc.request).await;
+                    let response = match rpc.request {
+                        RpcRequest::BlockPut { blocks } => {
+                            let Ok(_slot) = block_limit.acquire().await else { return };
+                            block_put(&cluster, blocks).await
+                        }
+                        request => serve(&cluster, &sessions, rpc.from, request).await,
+                    };
                     let _ = rpc.reply.send(response);
                 });
             }
@@ -273,6 +284,7 @@ async fn serve(cluster: &Cluster, sessions: &Sessions, from: PeerId, request: Rp
         }
         RpcRequest::RecoverAllLocal => open_stream(sessions, from, cluster.local_stream(|out| TrackerMsg::RecoverAll { out })).await,
         RpcRequest::StreamNext { id } => next_page(sessions, from, id).await,
+        RpcRequest::BlockPut { blocks } => block_put(cluster, blocks).await,
         RpcRequest::RepoGcLocal => RpcResponse::RepoGc(cluster.repo_gc_local().await),
         RpcRequest::RepoStat => match inner.ipfs.repo_stat().await {
             Ok(s) => RpcResponse::RepoStat { repo_size: s.repo_size, storage_max: s.storage_max },
@@ -307,6 +319,23 @@ async fn raft_call(cluster: &Cluster, kind: cluster_consensus::raft::CallKind, m
             Err(e) => error(ApiError::from(e)),
         },
         None => error(ApiError::new(ErrorCode::Conflict, "this peer does not run raft consensus")),
+    }
+}
+
+/// Stores a batch of blocks a peer's adder sent (each checked against its CID by the
+/// connector).
+async fn block_put(cluster: &Cluster, blocks: Vec<cluster_net::rpc::WireBlock>) -> RpcResponse {
+    let mut batch = Vec::with_capacity(blocks.len());
+    for b in blocks {
+        match parse_cid(&b.cid) {
+            Ok(cid) => batch.push((cid, bytes::Bytes::from(b.data))),
+            Err(e) => return error(e),
+        }
+    }
+    match cluster.inner.ipfs.put_blocks(batch).await {
+        Ok(()) => RpcResponse::Done,
+        Err(e @ cluster_ipfs::IpfsError::InvalidInput(_)) => error(ApiError::bad_request(e.to_string())),
+        Err(e) => error(ApiError::new(ErrorCode::Unavailable, format!("ipfs: {e}"))),
     }
 }
 

@@ -346,9 +346,21 @@ impl Inner {
         codec_param: &str,
         codec: &str,
     ) -> Result<Vec<Cid>, RpcError> {
+        self.block_put_hashed(blocks, codec_param, codec, "sha2-256").await
+    }
+
+    /// `block/put` of several blocks with one codec and hash function; returns the CIDs the
+    /// node answered.
+    async fn block_put_hashed(
+        &self,
+        blocks: &[Bytes],
+        codec_param: &str,
+        codec: &str,
+        mhtype: &str,
+    ) -> Result<Vec<Cid>, RpcError> {
         let query = [
             (codec_param, codec.to_string()),
-            ("mhtype", "sha2-256".to_string()),
+            ("mhtype", mhtype.to_string()),
             ("mhlen", "-1".to_string()),
             ("pin", "false".to_string()),
             ("allow-big-block", "true".to_string()),
@@ -745,6 +757,52 @@ impl IpfsConnector for KuboConnector {
              with cid-codec, expected {expected}",
             retry.first().map(Cid::to_string)
         )))
+    }
+
+    async fn put_blocks(&self, blocks: Vec<(Cid, Bytes)>) -> Result<(), IpfsError> {
+        self.inner.check_open()?;
+        for (cid, data) in &blocks {
+            cluster_ipfs::verify_block(cid, data)?;
+        }
+        // One request per run of blocks sharing codec and hash function (an add alternates
+        // raw leaves and dag-pb parents, so runs are as long as the layout allows).
+        let mut rest = &blocks[..];
+        while let Some((first, _)) = rest.first() {
+            let (codec, code) = (first.codec(), first.hash().code());
+            let len = rest.iter().take_while(|(c, _)| c.codec() == codec && c.hash().code() == code).count();
+            let (run, tail) = rest.split_at(len);
+            rest = tail;
+            let data: Vec<Bytes> = run.iter().map(|(_, d)| d.clone()).collect();
+            if code == 0x12 {
+                // sha2-256 takes the checked path, which also learns the codec parameter.
+                self.block_put_many(&data, codec).await?;
+                continue;
+            }
+            let mhtype = cluster_ipfs::multihash_name(code)
+                .ok_or_else(|| IpfsError::Unsupported(format!("hash function 0x{code:x}")))?;
+            let param = match self.inner.codec_param.load(Ordering::Acquire) {
+                CODEC_PARAM_FORMAT => "format",
+                _ => "cid-codec",
+            };
+            let confirmed = self
+                .inner
+                .block_put_hashed(&data, param, codec_name(codec)?, &mhtype)
+                .await
+                .map_err(|e| e.into_ipfs("block/put"))?;
+            // Nodes key blocks by multihash, so the hash is what must come back. Blocks left
+            // unconfirmed (js-ipfs stores one file per request) are put one at a time.
+            for (cid, data) in run.iter().filter(|(c, _)| !confirmed.iter().any(|got| got.hash() == c.hash())) {
+                let again = self
+                    .inner
+                    .block_put_hashed(std::slice::from_ref(data), param, codec_name(codec)?, &mhtype)
+                    .await
+                    .map_err(|e| e.into_ipfs("block/put"))?;
+                if !again.iter().any(|got| got.hash() == cid.hash()) {
+                    return Err(IpfsError::Backend(format!("block/put did not store {cid} (mhtype {mhtype})")));
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn block_get(&self, cid: &Cid) -> Result<Bytes, IpfsError> {

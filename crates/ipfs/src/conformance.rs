@@ -667,6 +667,45 @@ pub async fn block_put_get_roundtrip(conn: Arc<dyn IpfsConnector>) -> Outcome {
     Ok(())
 }
 
+/// Blocks stored under CIDs the caller computed (CIDv1 dag-pb, raw, another hash) come back
+/// from `block_get` under those CIDs, and a block whose data does not match its CID is refused.
+pub async fn put_blocks_with_given_cids(conn: Arc<dyn IpfsConnector>) -> Outcome {
+    let sha256 = |data: &[u8]| -> Result<cid::multihash::Multihash<64>, ConformanceError> {
+        use multihash_codetable::{Code, MultihashDigest};
+        Ok(Code::Sha2_256.digest(data))
+    };
+    let sha512 = |data: &[u8]| -> Result<cid::multihash::Multihash<64>, ConformanceError> {
+        use multihash_codetable::{Code, MultihashDigest};
+        Ok(Code::Sha2_512.digest(data))
+    };
+    let leaf = pseudo_random_bytes(unique_seed(), 2048);
+    let leaf_cid = Cid::new_v1(CODEC_RAW, sha256(&leaf)?);
+    let other = pseudo_random_bytes(unique_seed(), 1024);
+    let other_cid = Cid::new_v1(CODEC_RAW, sha512(&other)?);
+    let dir = dag_pb_directory(&[("leaf", leaf_cid, leaf.len() as u64)]);
+    let dir_cid = Cid::new_v1(CODEC_DAG_PB, sha256(&dir)?);
+    let dir512 = dag_pb_directory(&[("other", other_cid, other.len() as u64)]);
+    let dir512_cid = Cid::new_v1(CODEC_DAG_PB, sha512(&dir512)?);
+    let blocks = vec![
+        (leaf_cid, leaf.clone()),
+        (other_cid, other.clone()),
+        (dir_cid, dir.clone()),
+        (dir512_cid, dir512.clone()),
+    ];
+    step("put blocks", conn.put_blocks(blocks.clone())).await?;
+    for (cid, data) in &blocks {
+        let back = step(&format!("block get {cid}"), conn.block_get(cid)).await?;
+        ensure!(back == *data, "block {cid} came back with other bytes");
+    }
+    let wrong = Cid::new_v1(CODEC_RAW, sha256(b"not this data")?);
+    match tokio::time::timeout(OP_TIMEOUT, conn.put_blocks(vec![(wrong, Bytes::from_static(b"but this"))])).await {
+        Ok(Err(IpfsError::InvalidInput(_))) => {}
+        Ok(other) => return Err(ConformanceError(format!("a block not matching its cid: expected invalid input, got {other:?}"))),
+        Err(_) => return Err(ConformanceError("put of a mismatching block did not answer".into())),
+    }
+    Ok(())
+}
+
 /// Identity CIDs carry their content inline, so they pin (both ways) without any network.
 pub async fn identity_cid_pins_offline(conn: Arc<dyn IpfsConnector>) -> Outcome {
     let cid = parse_cid(EMPTY_IDENTITY_CID)?;
@@ -847,6 +886,7 @@ pub async fn run_all(conn: Arc<dyn IpfsConnector>) -> Outcome {
     run!(id_is_reported);
     run!(add_and_cat);
     run!(block_put_get_roundtrip);
+    run!(put_blocks_with_given_cids);
     run!(pin_recursive_lifecycle);
     run!(pin_direct_lifecycle);
     run!(unpin_not_pinned_is_ok);

@@ -990,6 +990,17 @@ impl IpfsConnector for EmbeddedIpfs {
         Ok(cid)
     }
 
+    async fn put_blocks(&self, blocks: Vec<(Cid, Bytes)>) -> Result<(), IpfsError> {
+        let ipfs = self.node()?;
+        let _gc = self.gc_lock.read().await;
+        for (cid, data) in blocks {
+            crate::verify_block(&cid, &data)?;
+            let block = Block::new_unchecked(cid, data);
+            ipfs.put_block(&block).await.map_err(IpfsError::backend)?;
+        }
+        Ok(())
+    }
+
     async fn block_get(&self, cid: &Cid) -> Result<Bytes, IpfsError> {
         if let Some(block) = identity_block(cid) {
             return Ok(block.into_inner().1);

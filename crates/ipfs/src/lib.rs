@@ -46,6 +46,35 @@ pub fn block_cid(data: &[u8], codec: u64) -> Result<Cid, IpfsError> {
     }
 }
 
+/// Checks that `data` hashes to `cid`'s multihash (identity CIDs must carry `data` itself).
+///
+/// Blocks whose CID someone else computed (the adder's, or a peer's over RPC) are checked
+/// before they are stored, so a block store never holds a block under a wrong name.
+pub fn verify_block(cid: &Cid, data: &[u8]) -> Result<(), IpfsError> {
+    let mh = cid.hash();
+    if mh.code() == MULTIHASH_IDENTITY {
+        return if mh.digest() == data {
+            Ok(())
+        } else {
+            Err(IpfsError::InvalidInput(format!("identity block {cid} does not hold its data")))
+        };
+    }
+    let f = cluster_unixfs::HashFunction::from_code(mh.code())
+        .ok_or_else(|| IpfsError::Unsupported(format!("block {cid}: unsupported hash function 0x{:x}", mh.code())))?;
+    let got = f.digest(data).map_err(|e| IpfsError::InvalidInput(e.to_string()))?;
+    if got.digest() == mh.digest() && got.size() == mh.size() {
+        Ok(())
+    } else {
+        Err(IpfsError::InvalidInput(format!("block data does not hash to {cid}")))
+    }
+}
+
+/// The go-multihash name of hash function `code` (`sha2-256`, `blake2b-256`, …), as
+/// `block/put --mhtype` takes it; `None` for functions [`verify_block`] does not know.
+pub fn multihash_name(code: u64) -> Option<String> {
+    cluster_unixfs::HashFunction::from_code(code).map(|h| h.to_string())
+}
+
 /// How much of a DAG a pin protects.
 ///
 /// Only the two modes Kubo exposes through `pin add` exist; depth-limited pins are not supported
@@ -197,6 +226,28 @@ pub trait IpfsConnector: Send + Sync + 'static {
     /// Stores one block hashed with sha2-256. The CID is v1 with the given multicodec, except for
     /// dag-pb (0x70), which gets a CIDv0 as Kubo's `block put` does.
     async fn block_put(&self, data: bytes::Bytes, codec: u64) -> Result<Cid, IpfsError>;
+
+    /// Stores blocks under the CIDs the caller computed: any codec, CID version and hash function
+    /// [`verify_block`] knows (the adder's blocks). The batch is stored in order and fails as a
+    /// whole on the first block refused; blocks stored before it stay (unpinned, so GC takes
+    /// them). A block whose data does not hash to its CID is refused with
+    /// [`IpfsError::InvalidInput`].
+    ///
+    /// The default checks each block and stores it through [`Self::block_put`], which only
+    /// works for sha2-256; backends override it to take the other hashes too.
+    async fn put_blocks(&self, blocks: Vec<(Cid, bytes::Bytes)>) -> Result<(), IpfsError> {
+        for (cid, data) in blocks {
+            verify_block(&cid, &data)?;
+            if cid.hash().code() != 0x12 {
+                return Err(IpfsError::Unsupported(format!("block {cid}: only sha2-256 blocks can be stored here")));
+            }
+            let got = self.block_put(data, cid.codec()).await?;
+            if got.hash() != cid.hash() {
+                return Err(IpfsError::Backend(format!("stored block came back as {got}, expected {cid}")));
+            }
+        }
+        Ok(())
+    }
 
     /// Returns one block, fetching it from the network if it is not local.
     async fn block_get(&self, cid: &Cid) -> Result<bytes::Bytes, IpfsError>;

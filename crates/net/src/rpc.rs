@@ -191,6 +191,12 @@ pub enum RpcRequest {
         #[serde(with = "serde_bytes")]
         msg: Vec<u8>,
     },
+    /// Stores blocks in the peer's IPFS node: the adder streaming content to an allocation
+    /// (the original's `IPFSConnector.BlockStream`, one bounded batch per call).
+    BlockPut {
+        /// The blocks, in DAG order.
+        blocks: Vec<WireBlock>,
+    },
     /// The next page of a stream opened by an earlier call.
     StreamNext {
         /// Stream id.
@@ -221,8 +227,23 @@ impl RpcRequest {
             RpcRequest::RaftCommit { .. } => RpcMethod::ConsensusCommit,
             RpcRequest::RaftAddPeer { .. } => RpcMethod::ConsensusAddPeer,
             RpcRequest::RaftRmPeer { .. } => RpcMethod::ConsensusRmPeer,
+            RpcRequest::BlockPut { .. } => RpcMethod::IpfsBlockStream,
         }
     }
+}
+
+/// Most block bytes one [`RpcRequest::BlockPut`] carries (requests are capped at 8 MiB; a
+/// single block larger than this still travels alone).
+pub const MAX_BLOCK_PUT_BYTES: usize = 2 << 20;
+
+/// One block on the wire.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WireBlock {
+    /// CID string, as computed by the sender; the receiver checks the data against it.
+    pub cid: String,
+    /// Block bytes.
+    #[serde(with = "serde_bytes")]
+    pub data: Vec<u8>,
 }
 
 /// One page of a stream.
@@ -355,6 +376,7 @@ mod tests {
             RpcRequest::RaftCommit { msg: Vec::new() },
             RpcRequest::RaftAddPeer { msg: Vec::new() },
             RpcRequest::RaftRmPeer { msg: Vec::new() },
+            RpcRequest::BlockPut { blocks: Vec::new() },
         ];
         for r in requests {
             assert_ne!(r.method().policy(), Policy::Closed, "{:?} is closed but has a wire request", r.method());

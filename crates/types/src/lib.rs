@@ -4,6 +4,7 @@
 //! options, tracker statuses, peer identities, metrics and alerts. CIDs serialize as plain
 //! strings, times as RFC 3339 with `0001-01-01T00:00:00Z` standing for "unset", like Go.
 
+pub mod add;
 pub mod duration;
 pub mod error;
 pub mod id;
@@ -14,6 +15,7 @@ pub mod serde_helpers;
 pub mod status;
 pub mod time;
 
+pub use add::{AddFormat, AddParams};
 pub use duration::{format_go_duration, parse_go_duration, DurationParseError};
 pub use error::{ApiError, ErrorCode};
 pub use id::{ConnectGraph, GlobalRepoGc, IpfsId, IpfsRepoGc, PeerId, RepoGc, Version, ID};

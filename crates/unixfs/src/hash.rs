@@ -64,6 +64,28 @@ impl HashFunction {
         }
     }
 
+    /// The function with multicodec `code`, if it is one of these (the inverse of
+    /// [`code`](Self::code)); used to check blocks whose CID someone else computed.
+    pub fn from_code(code: u64) -> Option<HashFunction> {
+        let h = match code {
+            0x12 => HashFunction::Sha2_256,
+            0x13 => HashFunction::Sha2_512,
+            0x14 => HashFunction::Sha3_512,
+            0x15 => HashFunction::Sha3_384,
+            0x16 => HashFunction::Sha3_256,
+            0x17 => HashFunction::Sha3_224,
+            0x1a => HashFunction::Keccak224,
+            0x1b => HashFunction::Keccak256,
+            0x1c => HashFunction::Keccak384,
+            0x1d => HashFunction::Keccak512,
+            0x1e => HashFunction::Blake3,
+            0xb201..=0xb240 => HashFunction::Blake2b((code - 0xb200) as u8),
+            0xb241..=0xb260 => HashFunction::Blake2s((code - 0xb240) as u8),
+            _ => return None,
+        };
+        h.check().ok()
+    }
+
     /// Checks a hand-built value: BLAKE2 digest lengths must be 20..=64 (blake2b) or
     /// 20..=32 (blake2s) bytes, as the parser guarantees.
     pub fn check(self) -> Result<HashFunction, UnixfsError> {
@@ -163,6 +185,16 @@ impl FromStr for HashFunction {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn from_code_inverts_code() {
+        for name in ["sha2-256", "sha2-512", "sha3-224", "keccak-512", "blake2b-256", "blake2s-160", "blake3"] {
+            let h: super::HashFunction = name.parse().unwrap();
+            assert_eq!(super::HashFunction::from_code(h.code()), Some(h), "{name}");
+        }
+        assert_eq!(super::HashFunction::from_code(0x00), None);
+        assert_eq!(super::HashFunction::from_code(0xb201), None, "blake2b-8 is refused as insecure");
+    }
+
     use super::*;
 
     #[test]
