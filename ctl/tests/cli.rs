@@ -399,7 +399,7 @@ async fn commands_lists_the_tree_and_help_fits_120_columns() {
     let r = ctl(&["commands"]).await;
     assert_eq!(r.code, 0);
     let expected = [
-        "id", "peers", "peers ls", "peers rm", "pin", "pin add", "pin rm", "pin update", "pin ls", "status", "recover",
+        "id", "peers", "peers ls", "peers rm", "add", "pin", "pin add", "pin rm", "pin update", "pin ls", "status", "recover",
         "version", "health", "health metrics", "health alerts", "health graph", "ipfs", "ipfs gc", "commands", "help",
     ];
     let want: String = expected.iter().map(|c| format!("ipfs-cluster-ctl {c}\n")).collect();

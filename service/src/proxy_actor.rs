@@ -7,7 +7,9 @@ use cluster_actors::{Actor, ActorError, Context};
 use cluster_api::ApiStream;
 use cluster_core::Cluster;
 use cluster_proxy::{ProxyBackend, ProxyConfig};
-use cluster_types::{ApiError, Cid, GlobalRepoGc, Pin, PinOptions, PinTypeFilter};
+use bytes::Bytes;
+use cluster_types::{AddParams, AddedOutput, ApiError, Cid, GlobalRepoGc, Pin, PinOptions, PinTypeFilter};
+use futures::stream::BoxStream;
 use tokio::task::JoinHandle;
 
 /// The proxy's view of the peer.
@@ -49,6 +51,15 @@ impl ProxyBackend for ProxyPeer {
 
     async fn repo_gc(&self) -> Result<GlobalRepoGc, ApiError> {
         self.0.repo_gc(false).await
+    }
+
+    fn add(
+        &self,
+        content_type: &str,
+        body: BoxStream<'static, Result<Bytes, ApiError>>,
+        params: AddParams,
+    ) -> Result<BoxStream<'static, Result<AddedOutput, ApiError>>, ApiError> {
+        self.0.add_multipart(content_type, body, params)
     }
 }
 

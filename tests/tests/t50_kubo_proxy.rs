@@ -1,7 +1,8 @@
 //! Three peers on the Kubo HTTP connector, each beside its own js-ipfs daemon (a stand-in for
 //! Kubo serving the same RPC API): pin, status, recover, pin update and unpin through ctl and
-//! REST, then the IPFS proxy: pin/add, pin/ls, pin/rm, pin/update, repo/stat, a relayed
-//! `version`, and bad input answered Kubo-style with nothing pinned.
+//! REST, `ctl add` streamed with block/put, then the IPFS proxy: pin/add, pin/ls, pin/rm,
+//! pin/update, repo/stat, add, a relayed `version`, and bad input answered Kubo-style with
+//! nothing pinned.
 
 use std::net::TcpListener;
 use std::time::Duration;
@@ -255,6 +256,49 @@ fn three_peers_on_js_ipfs_with_the_proxy() {
         http("GET", &cluster.peers[1].url(&format!("/pins/{key}"))),
         logs(&cluster)
     );
+
+    // ctl add: blocks streamed to the two allocated js-ipfs nodes with block/put, then pinned
+    // there (the content exists nowhere else, so the pins complete from the put blocks).
+    let file = repos.path().join("upload.bin");
+    let data = random_bytes(1_500_000);
+    std::fs::write(&file, &data).expect("write upload");
+    let root = ok_stdout(&cluster.peers[2].ctl(&["add", "--quieter", "--rmin", "2", "--rmax", "2", file.to_str().unwrap()]));
+    let root = root.trim().to_string();
+    let (code, _, only_hash) =
+        request(&rt, "POST", &format!("{}/api/v0/add?only-hash=true&cid-version=0", nodes[1].api_url()), Some(multipart(&data)), &[])
+            .expect("only-hash");
+    assert_eq!(code, 200);
+    assert!(only_hash.contains(&format!("\"Hash\":\"{root}\"")), "cluster add gave {root}, js-ipfs says {only_hash}");
+    assert!(
+        wait_until(Duration::from_secs(60), || statuses(&cluster.peers[0], &root).iter().filter(|s| *s == "pinned").count() == 2),
+        "{root}: {:?}\n{}",
+        statuses(&cluster.peers[0], &root),
+        logs(&cluster)
+    );
+    assert_eq!(nodes.iter().filter(|nd| ipfs_pin_type(&rt, nd, &root).as_deref() == Some("recursive")).count(), 2);
+
+    // add through the proxy: the cluster's add, answered with Kubo's objects.
+    let data = random_bytes(400_000);
+    let (code, headers, body) = request(&rt, "POST", &proxy(1, "/api/v0/add?cid-version=0"), Some(multipart(&data)), &[]).expect("proxy add");
+    assert_eq!(code, 200, "{body}");
+    assert!(headers.get("x-chunked-output").is_some());
+    let last: Value = serde_json::from_str(body.lines().filter(|l| !l.trim().is_empty()).last().expect("a line")).expect("json");
+    let hash = last["Hash"].as_str().expect("Hash").to_string();
+    assert!(last["Size"].is_string(), "Kubo reports Size as a string: {last}");
+    let (_, _, only_hash) =
+        request(&rt, "POST", &format!("{}/api/v0/add?only-hash=true&cid-version=0", nodes[2].api_url()), Some(multipart(&data)), &[])
+            .expect("only-hash");
+    assert!(only_hash.contains(&format!("\"Hash\":\"{hash}\"")), "proxy add gave {hash}, js-ipfs says {only_hash}");
+    assert!(
+        wait_until(Duration::from_secs(60), || all_are(&cluster.peers[2], &hash, n, "pinned")),
+        "{hash}: {:?}\n{}",
+        statuses(&cluster.peers[2], &hash),
+        logs(&cluster)
+    );
+    // only-hash is refused rather than silently pinning nothing
+    let (code, _, body) =
+        request(&rt, "POST", &proxy(1, "/api/v0/add?only-hash=true"), Some(multipart(b"x")), &[]).expect("only-hash add");
+    assert_eq!(code, 400, "{body}");
 
     // pin/update and pin/rm through the proxy.
     let d = add(&rt, &nodes[0], &random_bytes(50_000)).expect("add d");

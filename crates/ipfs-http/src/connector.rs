@@ -769,7 +769,15 @@ impl IpfsConnector for KuboConnector {
         let mut rest = &blocks[..];
         while let Some((first, _)) = rest.first() {
             let (codec, code) = (first.codec(), first.hash().code());
-            let len = rest.iter().take_while(|(c, _)| c.codec() == codec && c.hash().code() == code).count();
+            // ...and bounded in size: js-ipfs refuses request bodies over 1 MiB (413).
+            let mut bytes = 0usize;
+            let len = rest
+                .iter()
+                .take_while(|(c, d)| {
+                    bytes += d.len();
+                    c.codec() == codec && c.hash().code() == code && (bytes <= MAX_PUT_REQUEST_BYTES || bytes == d.len())
+                })
+                .count();
             let (run, tail) = rest.split_at(len);
             rest = tail;
             let data: Vec<Bytes> = run.iter().map(|(_, d)| d.clone()).collect();
@@ -1160,3 +1168,6 @@ mod tests {
         ));
     }
 }
+
+/// Most block bytes sent in one `block/put` request (a larger single block goes alone).
+const MAX_PUT_REQUEST_BYTES: usize = 512 * 1024;

@@ -2,7 +2,9 @@
 
 use async_trait::async_trait;
 use cluster_api::ApiStream;
-use cluster_types::{ApiError, Cid, GlobalRepoGc, Pin, PinOptions};
+use bytes::Bytes;
+use cluster_types::{AddParams, AddedOutput, ApiError, Cid, GlobalRepoGc, Pin, PinOptions};
+use futures::stream::BoxStream;
 
 /// What the proxy's hijacked commands need from the cluster. The peer implements it over its
 /// cluster handle; tests may use a fake.
@@ -34,4 +36,13 @@ pub trait ProxyBackend: Send + Sync + 'static {
 
     /// IPFS garbage collection on every member.
     async fn repo_gc(&self) -> Result<GlobalRepoGc, ApiError>;
+
+    /// Adds the content of a multipart upload through the cluster's add pipeline (§11):
+    /// blocks go to the allocated peers and the root is pinned in the cluster.
+    fn add(
+        &self,
+        content_type: &str,
+        body: BoxStream<'static, Result<Bytes, ApiError>>,
+        params: AddParams,
+    ) -> Result<BoxStream<'static, Result<AddedOutput, ApiError>>, ApiError>;
 }

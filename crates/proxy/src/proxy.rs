@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use cluster_api::WarpResponse;
-use cluster_types::{ApiError, Cid, Pin, PinMode, PinOptions};
+use cluster_types::{AddParams, ApiError, Cid, Pin, PinMode, PinOptions};
 use futures::{Stream, StreamExt};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use serde_json::{Value, json};
@@ -41,6 +41,7 @@ enum Command {
     RepoGc,
     BlockPut,
     DagPut,
+    Add,
 }
 
 /// Which command a path names, and the `{arg}` a path like `/pin/add/{arg}` carries.
@@ -63,6 +64,7 @@ fn route(method: &Method, path: &str) -> Option<(Command, Option<String>)> {
         "repo/gc" => Some((Command::RepoGc, None)),
         "block/put" => Some((Command::BlockPut, None)),
         "dag/put" => Some((Command::DagPut, None)),
+        "add" => Some((Command::Add, None)),
         _ => with_arg("pin/add", Command::PinAdd)
             .or_else(|| with_arg("pin/rm", Command::PinRm))
             .or_else(|| with_arg("pin/ls", Command::PinLs)),
@@ -185,6 +187,7 @@ impl Proxy {
             Command::RepoGc => self.repo_gc(headers, &query).await,
             Command::BlockPut => self.put_and_pin(headers, req, &query, "Key").await,
             Command::DagPut => self.put_and_pin(headers, req, &query, "Cid").await,
+            Command::Add => self.add(headers, req, &query).await,
         }
     }
 
@@ -431,6 +434,60 @@ impl Proxy {
     }
 }
 
+impl Proxy {
+    /// `add`: the cluster's add with the same query (Kubo's `trickle=true` and `pin=false`
+    /// spelled the cluster's way), answered with Kubo's output objects.
+    async fn add<S, B>(&self, mut headers: HeaderMap, req: Request<S>, query: &Query) -> WarpResponse
+    where
+        S: Stream<Item = Result<B, warp::Error>> + Send + 'static,
+        B: bytes::Buf + Send + 'static,
+    {
+        if query.is_true("only-hash") {
+            return body::error(headers, StatusCode::BAD_REQUEST, "only-hash is not supported by the cluster proxy");
+        }
+        let mut pairs: Vec<(&str, &str)> = query.0.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        if query.is_true("trickle") {
+            pairs.push(("layout", "trickle"));
+        }
+        if query.get("pin") == Some("false") {
+            pairs.push(("no-pin", "true"));
+        }
+        let params = match AddParams::from_query(pairs.iter().copied()) {
+            Ok(p) => p,
+            Err(e) => return body::error(headers, StatusCode::BAD_REQUEST, &e.message),
+        };
+        let content_type = req.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+        let upload = req
+            .body
+            .map(|chunk| chunk.map(|mut b| b.copy_to_bytes(b.remaining())).map_err(|e| ApiError::bad_request(format!("reading the upload: {e}"))))
+            .boxed();
+        let mut added = match self.backend.add(&content_type, upload, params) {
+            Ok(s) => s,
+            Err(e) if e.code == 400 => return body::error(headers, StatusCode::BAD_REQUEST, &e.message),
+            Err(e) => return cluster_error(headers, &e),
+        };
+        headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(http::header::TRAILER, HeaderValue::from_static(STREAM_ERROR));
+        headers.insert("X-Chunked-Output", HeaderValue::from_static("1"));
+        let (tx, out) = body::channel();
+        tokio::spawn(async move {
+            while let Some(item) = added.next().await {
+                match item {
+                    Ok(o) => {
+                        let line = json!({ "Name": o.name, "Hash": o.cid.to_string(), "Size": o.size.to_string() });
+                        if !send_line(&tx, &line).await {
+                            return;
+                        }
+                    }
+                    Err(e) => return tx.finish(&[e.message]).await,
+                }
+            }
+            tx.finish(&[]).await;
+        });
+        body::respond(StatusCode::OK, headers, out)
+    }
+}
+
 /// The CID a `block/put` (`{"Key":"<cid>"}`) or `dag/put` (`{"Cid":{"/":"<cid>"}}`) answer names.
 fn stored_cid(value: &Value, field: &str) -> Option<Cid> {
     let v = value.get(field)?;
@@ -465,12 +522,13 @@ mod tests {
         assert_eq!(route(&post, "/api/v0/pin/update"), Some((Command::PinUpdate, None)));
         assert_eq!(route(&post, "/api/v0/repo/gc"), Some((Command::RepoGc, None)));
         assert_eq!(route(&post, "/api/v0/block/put"), Some((Command::BlockPut, None)));
+        assert_eq!(route(&post, "/api/v0/add"), Some((Command::Add, None)));
         // others are relayed
         assert_eq!(route(&Method::OPTIONS, "/api/v0/pin/add"), None);
         assert_eq!(route(&Method::HEAD, "/api/v0/pin/add"), None);
         assert_eq!(route(&post, "/api/v0/version"), None);
         assert_eq!(route(&post, "/api/v0/pin/addx"), None);
-        assert_eq!(route(&post, "/api/v0/add"), None);
+        assert_eq!(route(&post, "/api/v0/addx"), None);
         assert_eq!(route(&post, "/pin/add"), None);
     }
 

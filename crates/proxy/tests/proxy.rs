@@ -66,6 +66,15 @@ impl ProxyBackend for FakeCluster {
         peer_map.insert("peerA".to_string(), RepoGc { peer: "peerA".into(), keys, ..Default::default() });
         Ok(GlobalRepoGc { peer_map })
     }
+
+    fn add(
+        &self,
+        _content_type: &str,
+        _body: futures::stream::BoxStream<'static, Result<Bytes, ApiError>>,
+        _params: cluster_types::AddParams,
+    ) -> Result<futures::stream::BoxStream<'static, Result<cluster_types::AddedOutput, ApiError>>, ApiError> {
+        Err(ApiError::new(cluster_types::ErrorCode::Conflict, "the fake cluster does not add"))
+    }
 }
 
 /// A fake node: `version` with CORS-related headers (counted), OPTIONS pre-flights, an echo,
