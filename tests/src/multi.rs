@@ -24,6 +24,24 @@ pub fn fast_timers(cfg: &mut Value) {
     cfg["observations"]["metrics"]["enable_stats"] = true.into();
 }
 
+/// Switches a peer's config to Raft consensus with short timers (elections in about a second).
+pub fn raft_consensus(cfg: &mut Value) {
+    if let Some(consensus) = cfg["consensus"].as_object_mut() {
+        consensus.remove("crdt");
+        consensus.insert(
+            "raft".into(),
+            serde_json::json!({
+                "heartbeat_timeout": "300ms",
+                "election_timeout": "600ms",
+                "leader_lease_timeout": "150ms",
+                "commit_retries": 5,
+                "commit_retry_delay": "100ms",
+                "wait_for_leader_timeout": "10s",
+            }),
+        );
+    }
+}
+
 /// A running cluster of real daemons.
 pub struct TestCluster {
     /// The peers, in start order; peer 0 is everyone's bootstrap.

@@ -7,26 +7,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cluster_tests::multi::TestCluster;
+use cluster_tests::multi::{raft_consensus, TestCluster};
 use cluster_tests::{http, identity_cid, wait_until};
 use serde_json::Value;
 
 fn raft_config(cfg: &mut Value) {
-    let consensus = cfg["consensus"].as_object_mut().expect("consensus section");
-    consensus.remove("crdt");
-    consensus.insert(
-        "raft".into(),
-        serde_json::json!({
-            "heartbeat_timeout": "300ms",
-            "election_timeout": "600ms",
-            "leader_lease_timeout": "150ms",
-            "commit_retries": 5,
-            "commit_retry_delay": "100ms",
-            "wait_for_leader_timeout": "10s",
-            "snapshot_threshold": 200,
-            "trailing_logs": 50,
-        }),
-    );
+    raft_consensus(cfg);
+    // Small enough that the restarted old leader is behind by more than trailing_logs.
+    cfg["consensus"]["raft"]["snapshot_threshold"] = 200.into();
+    cfg["consensus"]["raft"]["trailing_logs"] = 50.into();
 }
 
 fn cids_in(cluster: &TestCluster, i: usize) -> BTreeSet<String> {

@@ -7,26 +7,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cluster_tests::history::{check, Kind, Outcome, Recorder};
-use cluster_tests::multi::TestCluster;
+use cluster_tests::multi::{raft_consensus, TestCluster};
 use cluster_tests::{http, identity_cid, wait_until};
 use rand::{Rng, SeedableRng};
-use serde_json::Value;
 
-fn raft_config(cfg: &mut Value) {
-    let consensus = cfg["consensus"].as_object_mut().expect("consensus section");
-    consensus.remove("crdt");
-    consensus.insert(
-        "raft".into(),
-        serde_json::json!({
-            "heartbeat_timeout": "300ms",
-            "election_timeout": "600ms",
-            "leader_lease_timeout": "150ms",
-            "commit_retries": 5,
-            "commit_retry_delay": "100ms",
-            "wait_for_leader_timeout": "10s",
-        }),
-    );
-}
 
 fn cids_in(cluster: &TestCluster, i: usize) -> Option<BTreeSet<String>> {
     Some(cluster.allocations(i).ok()?.iter().filter_map(|p| p["cid"].as_str().map(String::from)).collect())
@@ -34,7 +18,7 @@ fn cids_in(cluster: &TestCluster, i: usize) -> Option<BTreeSet<String>> {
 
 #[test]
 fn concurrent_pin_unpin_history_is_linearizable() {
-    let cluster = TestCluster::start(3, |_, cfg| raft_config(cfg)).expect("3 raft peers");
+    let cluster = TestCluster::start(3, |_, cfg| raft_consensus(cfg)).expect("3 raft peers");
     cluster.wait_peerset(&[0, 1, 2], 3, Duration::from_secs(60)).expect("3 voters");
 
     let cids: Vec<String> = (0..3).map(|i| identity_cid(format!("history-{i}").as_bytes())).collect();

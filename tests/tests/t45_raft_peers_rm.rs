@@ -4,25 +4,9 @@
 
 use std::time::Duration;
 
-use cluster_tests::multi::{actor_observable, TestCluster};
+use cluster_tests::multi::{actor_observable, raft_consensus, TestCluster};
 use cluster_tests::{http, identity_cid, ok_stdout, wait_until};
-use serde_json::Value;
 
-fn raft_config(cfg: &mut Value) {
-    let consensus = cfg["consensus"].as_object_mut().expect("consensus section");
-    consensus.remove("crdt");
-    consensus.insert(
-        "raft".into(),
-        serde_json::json!({
-            "heartbeat_timeout": "300ms",
-            "election_timeout": "600ms",
-            "leader_lease_timeout": "150ms",
-            "commit_retries": 5,
-            "commit_retry_delay": "100ms",
-            "wait_for_leader_timeout": "10s",
-        }),
-    );
-}
 
 /// The raft leader as peer `i` sees it.
 fn leader_seen_by(cluster: &TestCluster, i: usize) -> Option<String> {
@@ -52,7 +36,7 @@ fn has_pin(cluster: &TestCluster, i: usize, cid: &str) -> bool {
 
 #[test]
 fn raft_peers_rm_of_follower_then_leader() {
-    let mut cluster = TestCluster::start(5, |_, cfg| raft_config(cfg)).expect("5 raft peers");
+    let mut cluster = TestCluster::start(5, |_, cfg| raft_consensus(cfg)).expect("5 raft peers");
     let mut alive: Vec<usize> = (0..5).collect();
     cluster.wait_peerset(&alive, 5, Duration::from_secs(90)).expect("5 voters");
 
