@@ -34,7 +34,8 @@ pub use security::{
     verify_token,
 };
 pub use server::{
-    Guard, RawBody, ServerOptions, WarpResponse, header_map, raw_response, serve as serve_http, serve_guarded,
+    Guard, RawBody, ServerOptions, WarpResponse, header_map, raw_response, serve as serve_http, serve_all,
+    serve_guarded,
 };
 pub use tls::{TlsFiles, load_tls};
 pub use stream::STREAM_ERROR_TRAILER;

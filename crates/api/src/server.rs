@@ -74,6 +74,7 @@ impl<B> BodyOf for Response<B> {
 type WarpBody = <WarpResponse as BodyOf>::Body;
 
 /// Settings of one listener.
+#[derive(Clone)]
 pub struct ServerOptions {
     /// Name for logs ("rest", "metrics", "pinsvc").
     pub name: &'static str,
@@ -154,6 +155,53 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(SocketAddr, JoinHandle<()>), ApiServerError> {
     serve_guarded(listen, opts, Guard::default(), filter, shutdown).await
+}
+
+/// [`serve_guarded`] on several addresses. Every address is bound before this returns, so a
+/// taken port fails the whole start (the listeners already running are stopped first). Returns
+/// the bound addresses, in order, and a task that ends once every listener has stopped: after
+/// `shutdown`, or when they all end on their own.
+pub async fn serve_all(
+    listen: &[SocketAddr],
+    opts: ServerOptions,
+    guard: Guard,
+    filter: BoxedFilter<(WarpResponse,)>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(Vec<SocketAddr>, JoinHandle<()>), ApiServerError> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut bound = Vec::with_capacity(listen.len());
+    let mut servers = Vec::with_capacity(listen.len());
+    for addr in listen {
+        let mut stop = stop_rx.clone();
+        let stopped = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        match serve_guarded(*addr, opts.clone(), guard.clone(), filter.clone(), stopped).await {
+            Ok((local, handle)) => {
+                bound.push(local);
+                servers.push(handle);
+            }
+            Err(e) => {
+                let _ = stop_tx.send(true);
+                for h in servers {
+                    let _ = h.await;
+                }
+                return Err(e);
+            }
+        }
+    }
+    let task = tokio::spawn(async move {
+        let mut shutdown = std::pin::pin!(shutdown);
+        let mut all = std::pin::pin!(futures::future::join_all(servers));
+        tokio::select! {
+            () = &mut shutdown => {
+                let _ = stop_tx.send(true);
+                all.await;
+            }
+            _ = &mut all => {}
+        }
+    });
+    Ok((bound, task))
 }
 
 /// [`serve`] with TLS and/or authentication and CORS checks.

@@ -9,10 +9,9 @@ use std::time::Duration;
 
 use cluster_api::{
     ErrorRenderer, Guard, MultiaddrError, Security, SecurityConfig, ServerOptions, TlsFiles, header_map, load_tls,
-    multiaddr_to_socketaddr, serve_guarded,
+    multiaddr_to_socketaddr, serve_all,
 };
 use cluster_types::ApiError;
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use warp::filters::BoxedFilter;
 
@@ -111,43 +110,20 @@ pub async fn serve_filter(
         tls: cfg.tls.as_ref().map(load_tls).transpose()?,
         security: Some(Security::new(cfg.security.clone(), render)),
     };
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let mut bound = Vec::with_capacity(cfg.listen.len());
-    let mut servers = Vec::with_capacity(cfg.listen.len());
-    for addr in &cfg.listen {
-        let opts = ServerOptions {
-            name: "pinsvc",
-            extra_headers: extra_headers.clone(),
-            max_header_bytes: cfg.max_header_bytes,
-            read_header_timeout: cfg.read_header_timeout,
-            idle_timeout: cfg.idle_timeout,
-        };
-        let mut stop = stop_rx.clone();
-        let stopped = async move {
-            let _ = stop.wait_for(|s| *s).await;
-        };
-        match serve_guarded(*addr, opts, guard.clone(), filter.clone(), stopped).await {
-            Ok((local, handle)) => {
-                bound.push(local);
-                servers.push(handle);
-            }
-            Err(e) => {
-                // Stop the listeners already running before reporting.
-                let _ = stop_tx.send(true);
-                for h in servers {
-                    let _ = h.await;
-                }
-                return Err(e.into());
-            }
-        }
-    }
-    let handle = tokio::spawn(async move {
+    let opts = ServerOptions {
+        name: "pinsvc",
+        extra_headers,
+        max_header_bytes: cfg.max_header_bytes,
+        read_header_timeout: cfg.read_header_timeout,
+        idle_timeout: cfg.idle_timeout,
+    };
+    let shutdown = async move {
         shutdown.await;
         tracing::info!("pinning service api shutting down");
-        let _ = stop_tx.send(true);
-        for h in servers {
-            let _ = h.await;
-        }
+    };
+    let (bound, servers) = serve_all(&cfg.listen, opts, guard, filter, shutdown).await?;
+    let handle = tokio::spawn(async move {
+        let _ = servers.await;
         tracing::info!("pinning service api stopped");
     });
     Ok((bound, handle))

@@ -23,9 +23,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cluster_api::{ServerOptions, multiaddr_to_socketaddr, serve_http};
+use cluster_api::{Guard, ServerOptions, multiaddr_to_socketaddr, serve_all};
 use cluster_ipfs_http::NodeAddress;
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use backend::ProxyBackend;
@@ -108,47 +107,14 @@ pub async fn serve_proxy(
     }
     let proxy = build(&cfg, backend)?;
     let filter = proxy.filter();
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let mut bound = Vec::new();
-    let mut servers = Vec::new();
-    for addr in &cfg.listen {
-        let opts = ServerOptions {
-            name: "ipfsproxy",
-            extra_headers: http::HeaderMap::new(),
-            max_header_bytes: cfg.max_header_bytes,
-            read_header_timeout: cfg.read_header_timeout,
-            idle_timeout: cfg.idle_timeout,
-        };
-        let mut stop = stop_rx.clone();
-        let stopped = async move {
-            let _ = stop.wait_for(|s| *s).await;
-        };
-        match serve_http(*addr, opts, filter.clone(), stopped).await {
-            Ok((local, handle)) => {
-                bound.push(local);
-                servers.push(handle);
-            }
-            Err(e) => {
-                let _ = stop_tx.send(true);
-                for h in servers {
-                    let _ = h.await;
-                }
-                return Err(e.into());
-            }
-        }
-    }
+    let opts = ServerOptions {
+        name: "ipfsproxy",
+        extra_headers: http::HeaderMap::new(),
+        max_header_bytes: cfg.max_header_bytes,
+        read_header_timeout: cfg.read_header_timeout,
+        idle_timeout: cfg.idle_timeout,
+    };
+    let (bound, task) = serve_all(&cfg.listen, opts, Guard::default(), filter, shutdown).await?;
     tracing::info!(listen = ?bound, node = %cfg.node_multiaddress, "ipfs proxy listening");
-    let task = tokio::spawn(async move {
-        let mut shutdown = std::pin::pin!(shutdown);
-        let all = futures::future::join_all(servers);
-        let mut all = std::pin::pin!(all);
-        tokio::select! {
-            _ = &mut shutdown => {
-                let _ = stop_tx.send(true);
-                all.await;
-            }
-            _ = &mut all => {}
-        }
-    });
     Ok((bound, task))
 }
