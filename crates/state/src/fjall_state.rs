@@ -6,10 +6,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use cluster_types::{Cid, Pin};
-use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Readable};
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use tracing::{debug, info, warn};
 
-use crate::{Durability, PinIter, StateError, StateOp, StateStore, record};
+use crate::{Durability, PinIter, StateError, StateOp, StateStore, fjall_pins, record};
 
 /// The on-disk layout version this build writes and reads (keyspaces, keys, meta entries).
 /// Independent from the record version: records carry their own.
@@ -119,16 +119,11 @@ impl FjallState {
 
 impl StateStore for FjallState {
     fn get(&self, cid: &Cid) -> Result<Option<Pin>, StateError> {
-        // Point reads go through a snapshot: `Keyspace::get` reads at the newest sequence
-        // number and can observe a batch that is half-way into the memtable.
-        match self.db.snapshot().get(&self.pins, cid.to_bytes())? {
-            None => Ok(None),
-            Some(bytes) => record::decode(&bytes).map(Some),
-        }
+        fjall_pins::get(&self.db, &self.pins, cid)
     }
 
     fn has(&self, cid: &Cid) -> Result<bool, StateError> {
-        Ok(self.db.snapshot().contains_key(&self.pins, cid.to_bytes())?)
+        fjall_pins::has(&self.db, &self.pins, cid)
     }
 
     fn apply(&self, ops: &[StateOp]) -> Result<(), StateError> {
@@ -171,12 +166,7 @@ impl StateStore for FjallState {
     }
 
     fn list(&self) -> PinIter {
-        // `Keyspace::iter` owns a snapshot: it sees the pinset as of now, does not borrow
-        // `self`, and reads blocks lazily, so memory stays flat however large the pinset.
-        Box::new(self.pins.iter().map(|guard| {
-            let value = guard.value()?;
-            record::decode(&value)
-        }))
+        fjall_pins::list(&self.pins)
     }
 
     fn len(&self) -> Result<u64, StateError> {
@@ -184,12 +174,7 @@ impl StateStore for FjallState {
     }
 
     fn persist(&self, durability: Durability) -> Result<(), StateError> {
-        let mode = match durability {
-            Durability::Buffer => PersistMode::Buffer,
-            Durability::Sync => PersistMode::SyncAll,
-        };
-        self.db.persist(mode)?;
-        Ok(())
+        fjall_pins::persist(&self.db, durability)
     }
 
     fn clear(&self) -> Result<(), StateError> {

@@ -22,6 +22,7 @@
 
 pub mod conformance;
 mod error;
+pub mod fjall_pins;
 mod fjall_state;
 mod mem_state;
 pub mod record;

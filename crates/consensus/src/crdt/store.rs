@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
-use cluster_state::{record, Durability, PinIter, StateError, StateOp, StateStore};
+use cluster_state::{fjall_pins, record, Durability, PinIter, StateError, StateOp, StateStore};
 use cluster_types::{Cid, Pin};
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Readable};
 use tracing::info;
@@ -337,14 +337,11 @@ pub fn root_of(digests: &Digests) -> [u8; 16] {
 
 impl StateStore for CrdtStore {
     fn get(&self, cid: &Cid) -> Result<Option<Pin>, StateError> {
-        match self.db.snapshot().get(&self.pins, cid.to_bytes())? {
-            None => Ok(None),
-            Some(bytes) => record::decode(&bytes).map(Some),
-        }
+        fjall_pins::get(&self.db, &self.pins, cid)
     }
 
     fn has(&self, cid: &Cid) -> Result<bool, StateError> {
-        Ok(self.db.snapshot().contains_key(&self.pins, cid.to_bytes())?)
+        fjall_pins::has(&self.db, &self.pins, cid)
     }
 
     /// Local writes (imports, tests): versioned now and merged like any write.
@@ -353,10 +350,7 @@ impl StateStore for CrdtStore {
     }
 
     fn list(&self) -> PinIter {
-        Box::new(self.pins.iter().map(|guard| {
-            let value = guard.value()?;
-            record::decode(&value)
-        }))
+        fjall_pins::list(&self.pins)
     }
 
     fn len(&self) -> Result<u64, StateError> {
@@ -364,12 +358,7 @@ impl StateStore for CrdtStore {
     }
 
     fn persist(&self, durability: Durability) -> Result<(), StateError> {
-        let mode = match durability {
-            Durability::Buffer => PersistMode::Buffer,
-            Durability::Sync => PersistMode::SyncAll,
-        };
-        self.db.persist(mode)?;
-        Ok(())
+        fjall_pins::persist(&self.db, durability)
     }
 
     /// Forgets everything, tombstones included (`state cleanup`): this replica then
