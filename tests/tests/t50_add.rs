@@ -119,7 +119,7 @@ fn bad_uploads_are_refused_and_leave_nothing_behind() {
         ("cid v0 with another hash", "?hash=sha3-256&cid-version=0".into(), whole.clone(), "cid"),
         ("not multipart", String::new(), b"{}".to_vec(), "multipart"),
         ("car import", "?format=car".into(), whole.clone(), "car"),
-        ("sharding", "?shard=true&shard-size=1000000".into(), whole.clone(), "shard"),
+        ("sharding without pinning", "?shard=true&no-pin=true".into(), whole.clone(), "no-pin"),
     ];
     for (what, query, body, needle) in &cases {
         let head = if *what == "not multipart" {
