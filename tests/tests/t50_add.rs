@@ -23,13 +23,7 @@ fn large_file_to_three_peers_lands_on_both_allocations() {
     .expect("cluster");
     cluster.wait_peerset(&[0, 1, 2], 3, Duration::from_secs(60)).expect("3 peers");
     // Allocation needs every peer's metrics.
-    let ok = wait_until(Duration::from_secs(30), || {
-        http("GET", &cluster.peers[0].url("/monitor/metrics/freespace"))
-            .and_then(|(s, b)| (s == 200).then_some(b))
-            .and_then(|b| serde_json::from_str::<Vec<Value>>(&b).ok())
-            .is_some_and(|m| m.len() == 3)
-    });
-    assert!(ok, "freespace metrics of all peers did not arrive");
+    cluster.wait_freespace_metrics(0, 3, Duration::from_secs(30)).expect("allocation metrics");
 
     let dir = tempfile::tempdir().expect("tmp");
     let file = dir.path().join("big.bin");

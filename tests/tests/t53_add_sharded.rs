@@ -37,13 +37,7 @@ fn sharded_add_spreads_shards_reads_back_and_unpins_everything() {
     })
     .expect("cluster");
     cluster.wait_peerset(&[0, 1, 2, 3], 4, Duration::from_secs(60)).expect("4 peers");
-    let metrics = wait_until(Duration::from_secs(30), || {
-        http("GET", &cluster.peers[0].url("/monitor/metrics/freespace"))
-            .and_then(|(s, b)| (s == 200).then_some(b))
-            .and_then(|b| serde_json::from_str::<Vec<Value>>(&b).ok())
-            .is_some_and(|m| m.len() == 4)
-    });
-    assert!(metrics, "freespace metrics of all peers did not arrive");
+    cluster.wait_freespace_metrics(0, 4, Duration::from_secs(30)).expect("allocation metrics");
 
     // 200 MB (decimal): 763 chunks of 256 KiB fill four 50 MiB shards. 200 MiB would leave
     // the last few chunks and the DAG's inner nodes in a small fifth shard.
