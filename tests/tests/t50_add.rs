@@ -136,6 +136,20 @@ fn bad_uploads_are_refused_and_leave_nothing_behind() {
     let head = multipart_head(port, "", part.len());
     let answer = raw_request(port, &head, &part, false);
     assert!(answer.starts_with("HTTP/1.1 400") && answer.contains("closing boundary"), "truncated body: {answer}");
+    // A sharded add whose client goes away after shards were pinned: they are unpinned again.
+    let varied = file_part("cut.bin", &cluster_tests::random_bytes(3 << 20));
+    let head = multipart_head(port, "?shard=true&shard-size=1048576&name=cut", varied.len() + 1000);
+    let mut conn = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    conn.write_all(head.as_bytes()).and_then(|()| conn.write_all(&varied)).expect("send");
+    let shards_pinned = wait_until(Duration::from_secs(30), || {
+        http("GET", &peer.url("/allocations?filter=shard-pin")).is_some_and(|(s, b)| s == 200 && ndjson(&b).len() >= 2)
+    });
+    assert!(shards_pinned, "the sharded upload pinned no shard");
+    drop(conn);
+    let rolled_back = wait_until(Duration::from_secs(30), || {
+        http("GET", &peer.url("/allocations")).is_some_and(|(s, b)| s == 204 || ndjson(&b).is_empty())
+    });
+    assert!(rolled_back, "shards of the abandoned add left behind: {:?}", http("GET", &peer.url("/allocations")));
 
     // Nothing was pinned by any of them, and the peer still adds fine afterwards.
     let (status, body) = http("GET", &peer.url("/allocations")).expect("allocations");

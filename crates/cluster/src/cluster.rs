@@ -510,10 +510,15 @@ impl Cluster {
             // is still there to unpin again.
             for part in self.sharded_parts(&pin).await? {
                 if let Some(part) = self.state_get(&part)? {
-                    self.commit(part, |pin, reply| ConsensusMsg::LogUnpin { pin, reply }).await?;
+                    self.commit_unpin(part).await?;
                 }
             }
         }
+        self.commit_unpin(pin).await
+    }
+
+    /// Commits the removal of `pin` from the pinset, whatever its type.
+    pub(crate) async fn commit_unpin(&self, pin: Pin) -> Result<Pin, ApiError> {
         self.commit(pin, |pin, reply| ConsensusMsg::LogUnpin { pin, reply }).await
     }
 

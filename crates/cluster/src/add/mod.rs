@@ -125,7 +125,9 @@ impl Cluster {
         let cluster = self.clone();
         tokio::spawn(async move {
             let err_tx = out_tx.clone();
-            if let Err(e) = cluster.run_add(Box::pin(parts), params, options, out_tx).await {
+            let committed = sharding::Committed::default();
+            if let Err(e) = cluster.run_add(Box::pin(parts), params, options, out_tx, &committed).await {
+                committed.roll_back(&cluster).await;
                 tracing::info!(error = %e, "add failed");
                 let _ = err_tx.send(Err(e)).await;
             }
@@ -139,6 +141,7 @@ impl Cluster {
         params: AddParams,
         options: AddOptions,
         out: mpsc::Sender<Result<AddedOutput, ApiError>>,
+        committed: &sharding::Committed,
     ) -> Result<(), ApiError> {
         let started = std::time::Instant::now();
         let (ev_tx, ev_rx) = mpsc::channel::<PartEvent>(EVENT_QUEUE);
@@ -146,8 +149,8 @@ impl Cluster {
         let importer: JoinHandle<Result<Option<Cid>, ApiError>> =
             tokio::task::spawn_blocking(move || import(options, ev_rx, item_tx).map(|_| None));
         let distributor = {
-            let (cluster, params, out) = (self.clone(), params.clone(), out.clone());
-            tokio::spawn(async move { cluster.distribute(item_rx, &params, &out).await })
+            let (cluster, params, out, committed) = (self.clone(), params.clone(), out.clone(), committed.clone());
+            tokio::spawn(async move { cluster.distribute(item_rx, &params, &out, committed).await })
         };
         // Feed the importer until the body ends, the importer stops, or the client leaves.
         let feed = async {
@@ -185,7 +188,7 @@ impl Cluster {
             return Ok(());
         }
         if params.shard {
-            self.pin_sharded(root, &params.pin, &done.shards).await?;
+            self.pin_sharded(root, &params.pin, &done.shards, committed).await?;
             tracing::info!(%root, shards = done.shards.len(), bytes = done.bytes, elapsed = ?started.elapsed(), "added sharded");
             return Ok(());
         }
@@ -271,10 +274,11 @@ impl Cluster {
         mut items: mpsc::Receiver<Item>,
         params: &AddParams,
         out: &mpsc::Sender<Result<AddedOutput, ApiError>>,
+        committed: sharding::Committed,
     ) -> Result<Distributed, ApiError> {
         let mut done = Distributed::default();
         let mut sender: Option<Fanout> = None;
-        let mut sharder = params.shard.then(|| sharding::Sharder::new(self, &params.pin, params.local));
+        let mut sharder = params.shard.then(|| sharding::Sharder::new(self, &params.pin, params.local, committed));
         // The latest entry waits for the next one (or the end), so the root's line comes last,
         // after the line of the shard that closes with the end of the blocks.
         let mut held: Option<AddedOutput> = None;

@@ -7,6 +7,8 @@
 //! first shards (the original allocates each shard by metrics alone, and stale metrics send
 //! them all to the same peer).
 
+use std::sync::{Arc, Mutex};
+
 use bytes::Bytes;
 use cluster_types::{AddedOutput, ApiError, Cid, ErrorCode, Pin, PinMode, PinOptions, PinType};
 use cluster_unixfs::Block;
@@ -14,6 +16,31 @@ use cluster_unixfs::Block;
 use super::shard::{self, ShardFill};
 use super::Fanout;
 use crate::cluster::Cluster;
+
+/// The pins a sharded add has committed so far, removed again when the add fails, so a failed
+/// add leaves no pin behind.
+#[derive(Clone, Default)]
+pub(super) struct Committed(Arc<Mutex<Vec<Cid>>>);
+
+impl Committed {
+    /// Notes a pin about to be committed.
+    fn record(&self, cid: Cid) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).push(cid);
+    }
+
+    /// Unpins everything recorded (best effort: what cannot be removed now is logged).
+    pub(super) async fn roll_back(&self, cluster: &Cluster) {
+        let parts = std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()));
+        for cid in parts {
+            // Unconditional: a commit cut short by the failure may still land, and removing a
+            // CID that is not in the pinset is a no-op.
+            match cluster.commit_unpin(Pin::new(cid)).await {
+                Ok(_) => tracing::info!(%cid, "unpinned part of a failed sharded add"),
+                Err(e) => tracing::warn!(%cid, error = %e, "cannot unpin part of a failed sharded add"),
+            }
+        }
+    }
+}
 
 /// Cuts the add's blocks into shards, stores each on its allocations and pins it.
 pub(super) struct Sharder {
@@ -28,10 +55,11 @@ pub(super) struct Sharder {
     shards: Vec<Cid>,
     /// Peers holding a shard of this add, avoided by the next shards while others remain.
     used: Vec<String>,
+    committed: Committed,
 }
 
 impl Sharder {
-    pub(super) fn new(cluster: &Cluster, opts: &PinOptions, local: bool) -> Sharder {
+    pub(super) fn new(cluster: &Cluster, opts: &PinOptions, local: bool, committed: Committed) -> Sharder {
         Sharder {
             cluster: cluster.clone(),
             opts: opts.clone(),
@@ -41,6 +69,7 @@ impl Sharder {
             open: None,
             shards: Vec::new(),
             used: Vec::new(),
+            committed,
         }
     }
 
@@ -109,6 +138,7 @@ impl Sharder {
         pin.options.shard_size = fill.size;
         pin.options.mode = PinMode::Recursive;
         pin.allocations = allocations.clone();
+        self.committed.record(dag.root);
         self.cluster.commit_part(pin).await?;
         self.shards.push(dag.root);
         tracing::info!(shard = n, root = %dag.root, bytes = fill.size, blocks = fill.links.len(), ?allocations, "shard pinned");
@@ -119,7 +149,13 @@ impl Sharder {
 impl Cluster {
     /// Ends a sharded add: stores the cluster-DAG node here, pins it everywhere (direct), then
     /// pins the content root as a meta pin referencing it.
-    pub(super) async fn pin_sharded(&self, root: Cid, opts: &PinOptions, shards: &[Cid]) -> Result<Pin, ApiError> {
+    pub(super) async fn pin_sharded(
+        &self,
+        root: Cid,
+        opts: &PinOptions,
+        shards: &[Cid],
+        committed: &Committed,
+    ) -> Result<Pin, ApiError> {
         let (dag_cid, data) = shard::cluster_dag(shards);
         self.inner
             .ipfs
@@ -139,6 +175,7 @@ impl Cluster {
         );
         dag_pin.pin_type = PinType::ClusterDag;
         dag_pin.reference = Some(root);
+        committed.record(dag_cid);
         self.commit_part(dag_pin).await?;
 
         let mut meta = Pin::with_options(root, opts.clone());
