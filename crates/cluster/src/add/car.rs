@@ -82,19 +82,19 @@ pub enum CarError {
     BadCid(String),
     /// A block's codec is not one the import decodes.
     #[error("block {0}: unsupported codec 0x{1:x} (only dag-pb, raw and dag-cbor are imported)")]
-    UnsupportedCodec(Cid, u64),
+    UnsupportedCodec(String, u64),
     /// A block's data does not hash to its CID.
     #[error("block {0} does not match its CID: {1}")]
-    HashMismatch(Cid, String),
+    HashMismatch(String, String),
     /// A block does not decode as its codec says.
     #[error("block {0} is not valid {1}: {2}")]
-    BadBlock(Cid, &'static str, String),
+    BadBlock(String, &'static str, String),
     /// The CARv2 header is inconsistent.
     #[error("not a valid CARv2: {0}")]
     BadV2(String),
     /// The root named in the header was not among the blocks.
     #[error("the root block {0} is not in the CAR")]
-    RootMissing(Cid),
+    RootMissing(String),
 }
 
 /// What the reader hands out, in CAR order.
@@ -305,12 +305,12 @@ fn split_section(section: Bytes) -> Result<(Cid, Bytes), CarError> {
 fn check_block(cid: &Cid, data: &[u8]) -> Result<(), CarError> {
     let codec = cid.codec();
     if ![DAG_PB, RAW, DAG_CBOR].contains(&codec) {
-        return Err(CarError::UnsupportedCodec(*cid, codec));
+        return Err(CarError::UnsupportedCodec(cid.to_string(), codec));
     }
-    cluster_ipfs::verify_block(cid, data).map_err(|e| CarError::HashMismatch(*cid, e.to_string()))?;
+    cluster_ipfs::verify_block(cid, data).map_err(|e| CarError::HashMismatch(cid.to_string(), e.to_string()))?;
     match codec {
-        DAG_PB => decode_dag_pb(data).map(|_| ()).map_err(|e| CarError::BadBlock(*cid, "dag-pb", e)),
-        DAG_CBOR => check_dag_cbor(data).map_err(|e| CarError::BadBlock(*cid, "dag-cbor", e)),
+        DAG_PB => decode_dag_pb(data).map(|_| ()).map_err(|e| CarError::BadBlock(cid.to_string(), "dag-pb", e)),
+        DAG_CBOR => check_dag_cbor(data).map_err(|e| CarError::BadBlock(cid.to_string(), "dag-cbor", e)),
         _ => Ok(()),
     }
 }
@@ -610,7 +610,7 @@ impl CarImport {
     pub fn finish(&self) -> Result<CarRoot, CarError> {
         self.reader.finish()?;
         let cid = self.root.ok_or(CarError::Empty)?;
-        let size = self.root_size.ok_or(CarError::RootMissing(cid))?;
+        let size = self.root_size.ok_or_else(|| CarError::RootMissing(cid.to_string()))?;
         Ok(CarRoot { cid, size })
     }
 }
@@ -833,7 +833,7 @@ pub(crate) mod tests {
         let b = raw_block(b"y");
         assert_eq!(import_all(&car_v1(&[], std::slice::from_ref(&a))).unwrap_err(), CarError::NoRoot);
         assert_eq!(import_all(&car_v1(&[a.0, b.0], &[a.clone(), b.clone()])).unwrap_err(), CarError::SeveralRoots(2));
-        assert_eq!(import_all(&car_v1(&[b.0], std::slice::from_ref(&a))).unwrap_err(), CarError::RootMissing(b.0));
+        assert_eq!(import_all(&car_v1(&[b.0], std::slice::from_ref(&a))).unwrap_err(), CarError::RootMissing(b.0.to_string()));
         // A raw root reports no UnixFS size, as the original.
         assert_eq!(import_all(&car_v1(&[a.0], std::slice::from_ref(&a))).unwrap().0.size, 0);
         assert_eq!(import_all(&[]).unwrap_err(), CarError::Empty);
@@ -848,7 +848,7 @@ pub(crate) mod tests {
         for cut in 1..good.len() {
             if cut == header_end {
                 // A complete CAR without blocks: the import then misses its root.
-                assert_eq!(import_all(&good[..cut]).unwrap_err(), CarError::RootMissing(a.0));
+                assert_eq!(import_all(&good[..cut]).unwrap_err(), CarError::RootMissing(a.0.to_string()));
                 continue;
             }
             let err = read_all(&good[..cut], 3).unwrap_err();
