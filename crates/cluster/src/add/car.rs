@@ -53,6 +53,9 @@ pub enum CarError {
     /// The input ended inside a header or a section.
     #[error("the CAR is truncated: it ends inside {0}")]
     Truncated(&'static str),
+    /// The input ended inside the first header: a cut CAR or no CAR at all.
+    #[error("not a valid CAR (or truncated): the input ends inside its header")]
+    TruncatedHeader,
     /// A length or CID varint is longer than 9 bytes.
     #[error("not a valid CAR: bad varint in {0}")]
     BadVarint(&'static str),
@@ -251,7 +254,8 @@ impl CarReader {
     pub fn finish(&self) -> Result<(), CarError> {
         match self.state {
             State::Start if self.buf.is_empty() => Err(CarError::Empty),
-            State::Start | State::InnerHeader => Err(CarError::Truncated("the header")),
+            State::Start => Err(CarError::TruncatedHeader),
+            State::InnerHeader => Err(CarError::Truncated("the header")),
             State::V2Header | State::V2Skip(_) => Err(CarError::Truncated("the CARv2 header")),
             State::Sections if !self.buf.is_empty() => Err(CarError::Truncated("a block section")),
             State::Sections if self.payload_left.is_some_and(|n| n > 0) => Err(CarError::Truncated("the CARv2 payload")),
@@ -558,12 +562,15 @@ fn parse_header(buf: &[u8]) -> Result<Header, CarError> {
 // ---- the import ----
 
 /// The root of an imported CAR and what its output line reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CarRoot {
     /// The header's only root.
     pub cid: Cid,
     /// Its UnixFS file size (see [`unixfs_size`]).
     pub size: u64,
+    /// The output line's name: the CAR part's file name, as the original reports it (set by
+    /// [`import_car`]; empty from [`CarImport::finish`]).
+    pub name: String,
 }
 
 /// A CAR import: the reader plus the rules (one root, present among the blocks).
@@ -611,7 +618,7 @@ impl CarImport {
         self.reader.finish()?;
         let cid = self.root.ok_or(CarError::Empty)?;
         let size = self.root_size.ok_or_else(|| CarError::RootMissing(cid.to_string()))?;
-        Ok(CarRoot { cid, size })
+        Ok(CarRoot { cid, size, name: String::new() })
     }
 }
 
@@ -622,11 +629,15 @@ impl From<CarError> for ApiError {
 }
 
 /// The importer thread of a CAR add: exactly one file part, read as a CAR, its blocks sent
-/// to the distributor in CAR order.
-pub(super) fn import_car(mut events: mpsc::Receiver<PartEvent>, items: mpsc::Sender<Item>) -> Result<CarRoot, ApiError> {
+/// to the distributor in CAR order. A CAR is imported as it is, so `wrap` is refused.
+pub(super) fn import_car(mut events: mpsc::Receiver<PartEvent>, items: mpsc::Sender<Item>, wrap: bool) -> Result<CarRoot, ApiError> {
+    if wrap {
+        return Err(ApiError::bad_request("cannot wrap a CAR file upload (wrap-with-directory and format=car)"));
+    }
     let cancelled = || ApiError::new(ErrorCode::Internal, "add cancelled");
     let mut car = CarImport::new();
     let (mut began, mut ended) = (false, false);
+    let mut name = String::new();
     while let Some(ev) = events.blocking_recv() {
         match ev {
             PartEvent::Begin(h) => {
@@ -637,6 +648,7 @@ pub(super) fn import_car(mut events: mpsc::Receiver<PartEvent>, items: mpsc::Sen
                     return Err(ApiError::bad_request("format=car takes one CAR file, not a directory or a symlink"));
                 }
                 began = true;
+                name = h.path.trim_start_matches('/').to_string();
             }
             PartEvent::Data(data) => {
                 car.push(&data);
@@ -653,7 +665,9 @@ pub(super) fn import_car(mut events: mpsc::Receiver<PartEvent>, items: mpsc::Sen
     if !ended {
         return Err(ApiError::bad_request("the upload ended in the middle of a part"));
     }
-    Ok(car.finish()?)
+    let mut root = car.finish()?;
+    root.name = if name.is_empty() { root.cid.to_string() } else { name };
+    Ok(root)
 }
 
 #[cfg(test)]
@@ -805,7 +819,7 @@ pub(crate) mod tests {
         assert_eq!(items[1], CarItem::Block(root.0, Bytes::from(root.1.clone())));
         assert_eq!(items[3], CarItem::Block(b.0, Bytes::from(b.1.clone())));
         let (r, blocks) = import_all(&car).unwrap();
-        assert_eq!(r, CarRoot { cid: root.0, size: 12 });
+        assert_eq!(r, CarRoot { cid: root.0, size: 12, name: String::new() });
         assert_eq!(blocks.len(), 3);
     }
 
@@ -852,7 +866,7 @@ pub(crate) mod tests {
                 continue;
             }
             let err = read_all(&good[..cut], 3).unwrap_err();
-            assert!(matches!(err, CarError::Truncated(_)), "cut {cut}: {err:?}");
+            assert!(matches!(err, CarError::Truncated(_) | CarError::TruncatedHeader), "cut {cut}: {err:?}");
         }
         // Data that does not hash to the CID.
         let wrong = car_v1(&[a.0], &[(a.0, b"other".to_vec())]);
@@ -931,7 +945,7 @@ pub(crate) mod tests {
     fn run_import(events: Vec<PartEvent>) -> (Result<CarRoot, ApiError>, Vec<Cid>) {
         let (ev_tx, ev_rx) = mpsc::channel(4);
         let (item_tx, mut item_rx) = mpsc::channel(4);
-        let thread = std::thread::spawn(move || import_car(ev_rx, item_tx));
+        let thread = std::thread::spawn(move || import_car(ev_rx, item_tx, false));
         let feeder = std::thread::spawn(move || {
             for ev in events {
                 if ev_tx.blocking_send(ev).is_err() {
@@ -958,12 +972,15 @@ pub(crate) mod tests {
         let a = raw_block(b"part content");
         let car = Bytes::from(car_v1(&[a.0], std::slice::from_ref(&a)));
         let (ok, cids) = run_import(vec![begin(PartKind::File), PartEvent::Data(car.slice(..10)), PartEvent::Data(car.slice(10..)), PartEvent::End]);
-        assert_eq!(ok.unwrap(), CarRoot { cid: a.0, size: 0 });
+        assert_eq!(ok.unwrap(), CarRoot { cid: a.0, size: 0, name: "x.car".into() });
         assert_eq!(cids, vec![a.0]);
         let (second, _) = run_import(vec![begin(PartKind::File), PartEvent::Data(car.clone()), PartEvent::End, begin(PartKind::File)]);
         assert!(second.unwrap_err().message.contains("second part"));
         let (dir, _) = run_import(vec![begin(PartKind::Directory), PartEvent::End]);
         assert!(dir.unwrap_err().message.contains("not a directory"));
+        let (_ev_tx, ev_rx) = mpsc::channel(1);
+        let (item_tx, _item_rx) = mpsc::channel(1);
+        assert!(import_car(ev_rx, item_tx, true).unwrap_err().message.contains("cannot wrap"));
         let (none, _) = run_import(vec![]);
         assert!(none.unwrap_err().message.contains("no file"));
         let (two_roots, cids) = run_import(vec![begin(PartKind::File), PartEvent::Data(Bytes::from(car_v1(&[a.0, a.0], std::slice::from_ref(&a)))), PartEvent::End]);

@@ -140,7 +140,8 @@ impl Cluster {
         let (ev_tx, ev_rx) = mpsc::channel::<PartEvent>(EVENT_QUEUE);
         let (item_tx, item_rx) = mpsc::channel::<Item>(BLOCK_QUEUE);
         let importer: JoinHandle<Result<Option<car::CarRoot>, ApiError>> = if params.format == AddFormat::Car {
-            tokio::task::spawn_blocking(move || car::import_car(ev_rx, item_tx).map(Some))
+            let wrap = params.wrap_with_directory;
+            tokio::task::spawn_blocking(move || car::import_car(ev_rx, item_tx, wrap).map(Some))
         } else {
             tokio::task::spawn_blocking(move || import(options, ev_rx, item_tx).map(|_| None))
         };
@@ -175,7 +176,7 @@ impl Cluster {
         let outcome = distributor.await.map_err(|e| ApiError::internal(format!("distributor task failed: {e}")))?;
         let car_root = imported?;
         let done = outcome?;
-        let root = car_root.map(|r| r.cid).or(done.last_entry).ok_or_else(|| ApiError::bad_request("nothing was added"))?;
+        let root = car_root.as_ref().map(|r| r.cid).or(done.last_entry).ok_or_else(|| ApiError::bad_request("nothing was added"))?;
         if let Some(root_out) = done.car_output(car_root) {
             let _ = out.send(Ok(root_out)).await;
         }
@@ -309,11 +310,11 @@ struct Distributed {
 }
 
 impl Distributed {
-    /// A CAR import reports its root once, with the block bytes stored and the root's UnixFS
-    /// file size.
+    /// A CAR import reports its root once, under the CAR's file name, with the block bytes
+    /// stored and the root's UnixFS file size.
     fn car_output(&self, car_root: Option<car::CarRoot>) -> Option<AddedOutput> {
         let root = car_root?;
-        Some(AddedOutput { name: root.cid.to_string(), cid: root.cid, bytes: self.bytes, size: root.size, allocations: self.allocations.clone() })
+        Some(AddedOutput { name: root.name, cid: root.cid, bytes: self.bytes, size: root.size, allocations: self.allocations.clone() })
     }
 }
 
