@@ -150,7 +150,9 @@ fn car_from_a_real_node_is_pinned_and_bad_cars_are_refused() {
     std::fs::write(&file, &car).expect("write car");
     let out = peer.ctl(&["--enc", "json", "add", "--format", "car", file.to_str().unwrap()]);
     assert!(out.status.success(), "add failed: {}", String::from_utf8_lossy(&out.stderr));
-    let lines = ndjson(&String::from_utf8_lossy(&out.stdout));
+    // ctl prints each JSON object indented, one after the other.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<Value> = serde_json::Deserializer::from_str(&stdout).into_iter::<Value>().map(|v| v.expect("json")).collect();
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert_eq!(lines[0]["cid"], root.as_str());
     assert_eq!(lines[0]["name"], "export.car", "named after the CAR file, as the original");
