@@ -4,6 +4,7 @@
 //! The binaries are the ones `cargo test --workspace` builds into the target directory (the
 //! service and ctl packages have integration tests, so cargo builds their executables first).
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -328,6 +329,19 @@ impl Provider {
         })
     }
 
+    /// Connects to another IPFS node (a multiaddr ending in `/p2p/<id>`).
+    pub fn connect(&self, addr: &str) -> Result<()> {
+        Ok(self.rt.block_on(self.node.swarm_connect(addr))?)
+    }
+
+    /// Reads a UnixFS file, fetching over bitswap what this node does not hold, within `timeout`.
+    pub fn cat(&self, root: &str, timeout: Duration) -> Result<bytes::Bytes> {
+        let root: cid::Cid = root.parse()?;
+        self.rt.block_on(async {
+            tokio::time::timeout(timeout, self.node.cat(&root)).await.map_err(|_| anyhow::anyhow!("cat {root} timed out"))?.map_err(Into::into)
+        })
+    }
+
     /// The provider's multiaddr with `/p2p/`, for the daemon's `bootstrap` list.
     pub fn addr(&self) -> &str {
         &self.addr
@@ -405,4 +419,32 @@ pub fn pin_many(peer: &Peer, cids: &[String], concurrency: usize) -> Result<()> 
         }
         Ok(())
     })
+}
+
+/// Writes `len` pseudo-random bytes (xorshift, seeded) to `path` a chunk at a time.
+pub fn write_random_file(path: &Path, len: u64, seed: u64) {
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).expect("create"));
+    let mut x = seed | 1;
+    let mut chunk = vec![0u8; 1 << 20];
+    let mut left = len;
+    while left > 0 {
+        for w in chunk.chunks_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            w.copy_from_slice(&x.to_le_bytes()[..w.len()]);
+        }
+        let n = left.min(chunk.len() as u64) as usize;
+        f.write_all(&chunk[..n]).expect("write");
+        left -= n as u64;
+    }
+    f.flush().expect("flush");
+}
+
+/// The CID Kubo gives the file with default settings, computed here without storing blocks.
+pub fn kubo_default_cid(path: &Path) -> String {
+    let mut f = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(path).expect("open"));
+    let root = cluster_unixfs::import_reader(&mut f, &cluster_unixfs::AddOptions::default(), &mut cluster_unixfs::NullSink)
+        .expect("import");
+    root.cid.to_string()
 }

@@ -143,6 +143,21 @@ impl TestCluster {
         Ok(())
     }
 
+    /// Waits until peer `i` holds a `freespace` metric from each of `n` peers, which
+    /// allocation needs.
+    pub fn wait_freespace_metrics(&self, i: usize, n: usize, timeout: Duration) -> Result<()> {
+        let ok = wait_until(timeout, || {
+            http("GET", &self.peers[i].url("/monitor/metrics/freespace"))
+                .and_then(|(s, b)| (s == 200).then_some(b))
+                .and_then(|b| serde_json::from_str::<Vec<Value>>(&b).ok())
+                .is_some_and(|m| m.len() == n)
+        });
+        if !ok {
+            bail!("peer {i} did not get the freespace metrics of {n} peers within {timeout:?}");
+        }
+        Ok(())
+    }
+
     /// CIDs in a peer's shared state.
     pub fn allocations(&self, i: usize) -> Result<Vec<Value>> {
         let (status, body) = http("GET", &self.peers[i].url("/allocations")).context("GET /allocations")?;

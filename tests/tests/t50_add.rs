@@ -3,40 +3,11 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use cluster_tests::multi::TestCluster;
-use cluster_tests::{http, ndjson, wait_until, Peer, Provider};
+use cluster_tests::{http, kubo_default_cid, ndjson, wait_until, write_random_file, Peer, Provider};
 use serde_json::Value;
-
-/// Writes `len` pseudo-random bytes (xorshift, seeded) to `path` a chunk at a time.
-fn write_random_file(path: &Path, len: u64, seed: u64) {
-    let mut f = std::io::BufWriter::new(std::fs::File::create(path).expect("create"));
-    let mut x = seed | 1;
-    let mut chunk = vec![0u8; 1 << 20];
-    let mut left = len;
-    while left > 0 {
-        for w in chunk.chunks_mut(8) {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            w.copy_from_slice(&x.to_le_bytes()[..w.len()]);
-        }
-        let n = left.min(chunk.len() as u64) as usize;
-        f.write_all(&chunk[..n]).expect("write");
-        left -= n as u64;
-    }
-    f.flush().expect("flush");
-}
-
-/// The CID Kubo gives the file with default settings, computed here without storing blocks.
-fn expected_cid(path: &Path) -> String {
-    let mut f = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(path).expect("open"));
-    let root = cluster_unixfs::import_reader(&mut f, &cluster_unixfs::AddOptions::default(), &mut cluster_unixfs::NullSink)
-        .expect("import");
-    root.cid.to_string()
-}
 
 fn global_status(peer: &Peer, cid: &str) -> Option<Value> {
     let (200, body) = http("GET", &peer.url(&format!("/pins/{cid}")))? else { return None };
@@ -52,13 +23,7 @@ fn large_file_to_three_peers_lands_on_both_allocations() {
     .expect("cluster");
     cluster.wait_peerset(&[0, 1, 2], 3, Duration::from_secs(60)).expect("3 peers");
     // Allocation needs every peer's metrics.
-    let ok = wait_until(Duration::from_secs(30), || {
-        http("GET", &cluster.peers[0].url("/monitor/metrics/freespace"))
-            .and_then(|(s, b)| (s == 200).then_some(b))
-            .and_then(|b| serde_json::from_str::<Vec<Value>>(&b).ok())
-            .is_some_and(|m| m.len() == 3)
-    });
-    assert!(ok, "freespace metrics of all peers did not arrive");
+    cluster.wait_freespace_metrics(0, 3, Duration::from_secs(30)).expect("allocation metrics");
 
     let dir = tempfile::tempdir().expect("tmp");
     let file = dir.path().join("big.bin");
@@ -66,7 +31,7 @@ fn large_file_to_three_peers_lands_on_both_allocations() {
     // docs/compatibility.md), so CI adds 48 MiB; ADD_TEST_BYTES=1073741824 runs the full GiB.
     let size: u64 = std::env::var("ADD_TEST_BYTES").ok().and_then(|s| s.parse().ok()).unwrap_or(48 << 20);
     write_random_file(&file, size, 0x5eed_1234);
-    let expected = expected_cid(&file);
+    let expected = kubo_default_cid(&file);
 
     let started = Instant::now();
     let out = cluster.peers[0].ctl(&["add", "--quieter", file.to_str().unwrap()]);
@@ -147,8 +112,8 @@ fn bad_uploads_are_refused_and_leave_nothing_behind() {
         ("unsupported hash", "?hash=md5".into(), whole.clone(), "hash"),
         ("cid v0 with another hash", "?hash=sha3-256&cid-version=0".into(), whole.clone(), "cid"),
         ("not multipart", String::new(), b"{}".to_vec(), "multipart"),
-        ("car import", "?format=car".into(), whole.clone(), "car"),
-        ("sharding", "?shard=true&shard-size=1000000".into(), whole.clone(), "shard"),
+        ("car import of a file that is no car", "?format=car".into(), whole.clone(), "not a valid car"),
+        ("sharding without pinning", "?shard=true&no-pin=true".into(), whole.clone(), "no-pin"),
     ];
     for (what, query, body, needle) in &cases {
         let head = if *what == "not multipart" {

@@ -505,6 +505,15 @@ impl Cluster {
                 "cannot unpin {cid}: it is part of a sharded pin; unpin the content root CID instead"
             )));
         }
+        if pin.pin_type == PinType::Meta {
+            // The shards and the cluster DAG go first: if this stops half way, the meta pin
+            // is still there to unpin again.
+            for part in self.sharded_parts(&pin).await? {
+                if let Some(part) = self.state_get(&part)? {
+                    self.commit(part, |pin, reply| ConsensusMsg::LogUnpin { pin, reply }).await?;
+                }
+            }
+        }
         self.commit(pin, |pin, reply| ConsensusMsg::LogUnpin { pin, reply }).await
     }
 

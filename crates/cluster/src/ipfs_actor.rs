@@ -109,6 +109,28 @@ impl IpfsClient {
         IpfsClient { actor, timeouts }
     }
 
+    /// A pin-like call: no overall timeout (the tracker's no-progress watchdog decides when it
+    /// is stuck); the backend's progress both feeds the actor's liveness and reaches `progress`.
+    async fn pinning_call<F>(&self, method: &'static str, progress: mpsc::Sender<u64>, f: F) -> Result<(), IpfsError>
+    where
+        F: FnOnce(Arc<dyn IpfsConnector>, mpsc::Sender<u64>) -> BoxFuture<'static, Result<(), IpfsError>> + Send + 'static,
+    {
+        self.call(method, None, move |b, guard| {
+            Box::pin(async move {
+                let (inner_tx, mut inner_rx) = mpsc::channel::<u64>(16);
+                let forward = async {
+                    while let Some(n) = inner_rx.recv().await {
+                        guard.record_progress();
+                        let _ = progress.try_send(n);
+                    }
+                };
+                let (res, ()) = tokio::join!(f(b, inner_tx), forward);
+                res
+            })
+        })
+        .await
+    }
+
     /// Sends a call whose result comes back on a oneshot, bounded by `timeout` when given.
     async fn call<T, F>(&self, method: &'static str, timeout: Option<Duration>, f: F) -> Result<T, IpfsError>
     where
@@ -150,42 +172,19 @@ impl IpfsConnector for IpfsClient {
 
     async fn pin(&self, cid: &Cid, mode: PinMode, progress: mpsc::Sender<u64>) -> Result<(), IpfsError> {
         let cid = *cid;
-        // No overall timeout: the tracker's no-progress watchdog decides when a pin is stuck.
-        self.call("pin", None, move |b, guard| {
-            Box::pin(async move {
-                let (inner_tx, mut inner_rx) = mpsc::channel::<u64>(16);
-                let forward = async {
-                    while let Some(n) = inner_rx.recv().await {
-                        guard.record_progress();
-                        let _ = progress.try_send(n);
-                    }
-                };
-                let pin = b.pin(&cid, mode, inner_tx);
-                let (res, ()) = tokio::join!(pin, forward);
-                res
-            })
-        })
-        .await
+        self.pinning_call("pin", progress, move |b, tx| Box::pin(async move { b.pin(&cid, mode, tx).await })).await
+    }
+
+    async fn pin_depth(&self, cid: &Cid, depth: u32, progress: mpsc::Sender<u64>) -> Result<(), IpfsError> {
+        let cid = *cid;
+        self.pinning_call("pin", progress, move |b, tx| Box::pin(async move { b.pin_depth(&cid, depth, tx).await }))
+            .await
     }
 
     async fn pin_update(&self, from: &Cid, to: &Cid, progress: mpsc::Sender<u64>) -> Result<(), IpfsError> {
         let (from, to) = (*from, *to);
-        // Like a pin: the tracker's no-progress watchdog bounds it.
-        self.call("pin_update", None, move |b, guard| {
-            Box::pin(async move {
-                let (inner_tx, mut inner_rx) = mpsc::channel::<u64>(16);
-                let forward = async {
-                    while let Some(n) = inner_rx.recv().await {
-                        guard.record_progress();
-                        let _ = progress.try_send(n);
-                    }
-                };
-                let update = b.pin_update(&from, &to, inner_tx);
-                let (res, ()) = tokio::join!(update, forward);
-                res
-            })
-        })
-        .await
+        self.pinning_call("pin_update", progress, move |b, tx| Box::pin(async move { b.pin_update(&from, &to, tx).await }))
+            .await
     }
 
     async fn unpin(&self, cid: &Cid) -> Result<(), IpfsError> {

@@ -514,6 +514,13 @@ pub async fn pin_ls_lists_both_kinds(conn: Arc<dyn IpfsConnector>) -> Outcome {
     Ok(())
 }
 
+/// The CID of a fresh random raw block that no node holds.
+pub fn absent_cid() -> Cid {
+    use multihash_codetable::MultihashDigest as _;
+    let hash = multihash_codetable::Code::Sha2_256.digest(&pseudo_random_bytes(unique_seed(), 64));
+    Cid::new_v1(CODEC_RAW, hash)
+}
+
 /// A fresh identity CID (raw codec): its content is inline, so it pins without any network.
 fn unique_identity_cid() -> Result<Cid, ConformanceError> {
     let digest =
@@ -796,8 +803,7 @@ pub async fn resolve_path_in_directory(conn: Arc<dyn IpfsConnector>) -> Outcome 
 /// A pin of content nobody has keeps waiting (the caller's watchdog decides when to give up),
 /// and cancelling it by dropping the future leaves nothing pinned.
 pub async fn pin_of_unavailable_cid_runs_until_cancelled(conn: Arc<dyn IpfsConnector>) -> Outcome {
-    let absent = crate::block_cid(&pseudo_random_bytes(unique_seed(), 64), CODEC_RAW)
-        .map_err(|e| ConformanceError(e.to_string()))?;
+    let absent = absent_cid();
     for mode in [PinMode::Recursive, PinMode::Direct] {
         let (tx, _rx) = mpsc::channel(16);
         let attempt =

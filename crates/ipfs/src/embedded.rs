@@ -22,7 +22,7 @@ use base64::Engine as _;
 use bytes::Bytes;
 use cid::{Cid, Version};
 use futures::stream::{self, BoxStream, FuturesUnordered};
-use futures::{StreamExt, TryStreamExt};
+use futures::{FutureExt, StreamExt, TryStreamExt};
 use rust_ipfs::builder::DefaultIpfsBuilder;
 use rust_ipfs::dag::ResolveError;
 use rust_ipfs::p2p::{AddressBookConfig, IdentifyConfiguration};
@@ -148,6 +148,11 @@ pub struct EmbeddedIpfs {
     in_flight: Mutex<InFlight>,
     /// Root pins mirrored from rust-ipfs's pin store, so lookups never read pin files.
     index: Arc<PinIndex>,
+    /// References recorded by depth-limited pins. Removing a recursive pin from the memory pin
+    /// store needs exactly the references it was recorded with, which walking the local blocks
+    /// would overshoot for a depth-limited one (the on-disk store keeps its own and ignores
+    /// them, so losing this map on restart is harmless).
+    limited_refs: Mutex<HashMap<Cid, PinRefs>>,
 }
 
 #[derive(Default)]
@@ -278,6 +283,7 @@ impl EmbeddedIpfs {
             gc_lock: tokio::sync::RwLock::new(()),
             in_flight: Mutex::new(InFlight::default()),
             index: Arc::new(index),
+            limited_refs: Mutex::new(HashMap::new()),
         })
     }
 
@@ -485,37 +491,109 @@ impl EmbeddedIpfs {
         }
     }
 
-    /// Fetches every block reachable from `root` (breadth-first, several wants in flight),
-    /// reporting the running count on `progress`. Returns the CIDs below the root, which become
-    /// the pin's indirect references.
+    /// Pins `cid` with the blocks `reach` covers: fetches them, then records the pin (the
+    /// references of a recursive or depth-limited pin are exactly the blocks fetched).
+    async fn pin_reaching(
+        &self,
+        cid: Cid,
+        reach: Reach,
+        progress: mpsc::Sender<u64>,
+    ) -> Result<(), IpfsError> {
+        let ipfs = self.node()?;
+        let satisfied = |status: IpfsPinStatus| match reach {
+            Reach::Root => matches!(status, IpfsPinStatus::Direct | IpfsPinStatus::Recursive),
+            Reach::Depth(_) | Reach::All => status == IpfsPinStatus::Recursive,
+        };
+        async {
+            let before = self.status_of(&ipfs, &cid).await?;
+            if satisfied(before) {
+                debug!(%before, "already pinned");
+                return Ok(());
+            }
+
+            let registration = self.register();
+            let refs = match reach {
+                Reach::Root => {
+                    self.fetch_for_pin(&ipfs, cid, &registration).await?;
+                    let _ = progress.try_send(1);
+                    None
+                }
+                Reach::Depth(depth) => Some(Arc::new(
+                    self.fetch_dag(&ipfs, cid, Some(depth), &registration, &progress).await?,
+                )),
+                Reach::All => Some(Arc::new(
+                    self.fetch_dag(&ipfs, cid, None, &registration, &progress).await?,
+                )),
+            };
+            let blocks = refs.as_ref().map_or(1, |r| r.len() + 1);
+            let limited = match (reach, &refs) {
+                (Reach::Depth(_), Some(refs)) => Some(Arc::clone(refs)),
+                _ => None,
+            };
+
+            let _gc = self.gc_lock.read().await;
+            let mut commit = PinCommit::spawn(&ipfs, &self.index, cid, refs, before);
+            match commit.wait().await {
+                Ok(()) => {
+                    if let Some(refs) = limited {
+                        self.limited_refs.lock().unwrap_or_else(|p| p.into_inner()).insert(cid, refs);
+                    }
+                }
+                // a concurrent pin of the same cid may have recorded it first
+                Err(e) => {
+                    if !satisfied(self.status_of(&ipfs, &cid).await?) {
+                        return Err(e);
+                    }
+                }
+            }
+            drop(registration);
+            info!(blocks, "pinned");
+            Ok(())
+        }
+        .instrument(info_span!("ipfs_pin", %cid, reach = %reach))
+        .await
+    }
+
+    /// Fetches every block reachable from `root` (breadth-first, several wants in flight), or
+    /// only those at most `max_depth` links below it, reporting the running count on
+    /// `progress`. Returns the CIDs below the root, which become the pin's indirect references.
     async fn fetch_dag(
         &self,
         ipfs: &Ipfs,
         root: Cid,
+        max_depth: Option<u32>,
         registration: &Registration<'_>,
         progress: &mpsc::Sender<u64>,
     ) -> Result<Vec<Cid>, IpfsError> {
         let mut seen: HashSet<Cid> = HashSet::from([root]);
-        let mut queue: VecDeque<Cid> = VecDeque::from([root]);
+        let mut queue: VecDeque<(Cid, u32)> = VecDeque::from([(root, 0)]);
         let mut in_progress = FuturesUnordered::new();
         let mut refs = Vec::new();
         let mut fetched: u64 = 0;
         loop {
             while in_progress.len() < FETCH_CONCURRENCY {
-                let Some(next) = queue.pop_front() else {
+                let Some((next, depth)) = queue.pop_front() else {
                     break;
                 };
-                in_progress.push(self.fetch_for_pin(ipfs, next, registration));
+                in_progress.push(
+                    self.fetch_for_pin(ipfs, next, registration)
+                        .map(move |r| r.map(|block| (block, depth))),
+                );
             }
             let Some(result) = in_progress.next().await else {
                 break;
             };
-            let block = result?;
+            let (block, depth) = result?;
             fetched += 1;
+            // breadth-first, so a block is first met at its least depth
+            if max_depth.is_some_and(|max| depth >= max) {
+                let _ = progress.try_send(fetched);
+                continue;
+            }
             for link in block_links(&block)? {
                 if seen.insert(link) {
                     refs.push(link);
-                    queue.push_back(link);
+                    queue.push_back((link, depth + 1));
                 }
             }
             // cumulative counts: a full channel only loses intermediate values
@@ -544,6 +622,27 @@ impl Drop for EmbeddedIpfs {
 
 /// References of a recursive pin, shared by the commit task and a possible rollback.
 type PinRefs = Arc<Vec<Cid>>;
+
+/// Which blocks a pin covers.
+#[derive(Clone, Copy, Debug)]
+enum Reach {
+    /// The root block only (a direct pin).
+    Root,
+    /// The root and the blocks at most this many links below it (a shard's pin).
+    Depth(u32),
+    /// The whole DAG (a recursive pin).
+    All,
+}
+
+impl std::fmt::Display for Reach {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reach::Root => f.write_str("direct"),
+            Reach::Depth(d) => write!(f, "depth-{d}"),
+            Reach::All => f.write_str("recursive"),
+        }
+    }
+}
 
 fn refs_stream(refs: &PinRefs) -> BoxStream<'static, Result<Cid, rust_ipfs::refs::IpldRefsError>> {
     let refs = Arc::clone(refs);
@@ -799,55 +898,20 @@ impl IpfsConnector for EmbeddedIpfs {
         mode: PinMode,
         progress: mpsc::Sender<u64>,
     ) -> Result<(), IpfsError> {
-        let ipfs = self.node()?;
-        let cid = *cid;
-        async {
-            let before = self.status_of(&ipfs, &cid).await?;
-            let satisfied = match mode {
-                PinMode::Recursive => before == IpfsPinStatus::Recursive,
-                PinMode::Direct => {
-                    matches!(before, IpfsPinStatus::Direct | IpfsPinStatus::Recursive)
-                }
-            };
-            if satisfied {
-                debug!(%before, "already pinned");
-                return Ok(());
-            }
+        let reach = match mode {
+            PinMode::Recursive => Reach::All,
+            PinMode::Direct => Reach::Root,
+        };
+        self.pin_reaching(*cid, reach, progress).await
+    }
 
-            let registration = self.register();
-            let refs = match mode {
-                PinMode::Recursive => Some(Arc::new(
-                    self.fetch_dag(&ipfs, cid, &registration, &progress).await?,
-                )),
-                PinMode::Direct => {
-                    self.fetch_for_pin(&ipfs, cid, &registration).await?;
-                    let _ = progress.try_send(1);
-                    None
-                }
-            };
-            let blocks = refs.as_ref().map_or(1, |r| r.len() + 1);
-
-            let _gc = self.gc_lock.read().await;
-            let mut commit = PinCommit::spawn(&ipfs, &self.index, cid, refs, before);
-            if let Err(e) = commit.wait().await {
-                // a concurrent pin of the same cid may have recorded it first
-                let now = self.status_of(&ipfs, &cid).await?;
-                let done = match mode {
-                    PinMode::Recursive => now == IpfsPinStatus::Recursive,
-                    PinMode::Direct => {
-                        matches!(now, IpfsPinStatus::Direct | IpfsPinStatus::Recursive)
-                    }
-                };
-                if !done {
-                    return Err(e);
-                }
-            }
-            drop(registration);
-            info!(blocks, "pinned");
-            Ok(())
-        }
-        .instrument(info_span!("ipfs_pin", %cid, %mode))
-        .await
+    async fn pin_depth(
+        &self,
+        cid: &Cid,
+        depth: u32,
+        progress: mpsc::Sender<u64>,
+    ) -> Result<(), IpfsError> {
+        self.pin_reaching(*cid, Reach::Depth(depth.max(1)), progress).await
     }
 
     /// Once the removal has started it runs to the end in a task of its own, even if the caller
@@ -856,7 +920,13 @@ impl IpfsConnector for EmbeddedIpfs {
         let ipfs = self.node()?;
         let status = self.status_of(&ipfs, cid).await?;
         let refs = match status {
-            IpfsPinStatus::Recursive => Some(Arc::new(self.local_refs(&ipfs, *cid).await?)),
+            IpfsPinStatus::Recursive => {
+                let limited = self.limited_refs.lock().unwrap_or_else(|p| p.into_inner()).remove(cid);
+                match limited {
+                    Some(refs) => Some(refs),
+                    None => Some(Arc::new(self.local_refs(&ipfs, *cid).await?)),
+                }
+            }
             IpfsPinStatus::Direct => None,
             IpfsPinStatus::Indirect | IpfsPinStatus::Unpinned => {
                 debug!(%cid, %status, "nothing to unpin");

@@ -171,6 +171,21 @@ pub trait IpfsConnector: Send + Sync + 'static {
         progress: tokio::sync::mpsc::Sender<u64>,
     ) -> Result<(), IpfsError>;
 
+    /// Pins `cid` and the blocks at most `depth` links below it (`depth` ≥ 1), fetching what is
+    /// missing: the depth-limited pins of shards, whose nodes link to every block of the shard
+    /// but whose blocks link on into other shards that live elsewhere. The pin reports as
+    /// recursive. The default pins the whole DAG recursively, which is what backends without
+    /// depth-limited pins (Kubo) do, as the original does with them.
+    async fn pin_depth(
+        &self,
+        cid: &Cid,
+        depth: u32,
+        progress: tokio::sync::mpsc::Sender<u64>,
+    ) -> Result<(), IpfsError> {
+        let _ = depth;
+        self.pin(cid, PinMode::Recursive, progress).await
+    }
+
     /// Pins `to` recursively when `from` (an earlier version of the same content) is pinned here,
     /// so a backend can fetch and walk only what differs: Kubo's `pin/update`. `from` stays pinned;
     /// unpinning it is the caller's decision. The default is an ordinary recursive pin of `to`,

@@ -560,3 +560,36 @@ async fn in_memory_node_indexes_pins_in_memory() {
     pins.assert_statuses(&node, "in memory").await;
     node.stop().await;
 }
+
+/// A depth-limited pin (a shard's) fetches and protects only the levels it reaches: here the
+/// grandchildren exist nowhere, so a recursive pin would wait forever, while a depth-1 pin
+/// completes, reports recursive, and unpins cleanly (in memory too, where the store needs the
+/// exact references back).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn depth_limited_pin_stops_at_its_depth() {
+    init_tracing();
+    let dir = tempfile::tempdir().expect("tempdir");
+    for config in [EmbeddedConfig::loopback(), EmbeddedConfig::loopback().with_repo(dir.path().join("ipfs"))] {
+        let node = start_embedded(config).await.expect("start node");
+        let absent = conformance::absent_cid();
+        let child_data = conformance::dag_pb_directory(&[("gone", absent, 10)]);
+        let child = node.block_put(child_data, cluster_ipfs::CODEC_DAG_PB).await.expect("put child");
+        let other = node.add_bytes(pseudo_random_bytes(unique_seed(), 1000)).await.expect("add");
+        let top_data = conformance::dag_pb_directory(&[("a", child, 100), ("b", other, 1000)]);
+        let top = node.block_put(top_data, cluster_ipfs::CODEC_DAG_PB).await.expect("put top");
+
+        let (tx, _rx) = tokio::sync::mpsc::channel(16);
+        bounded("depth-1 pin", node.pin_depth(&top, 1, tx)).await.expect("depth-limited pin");
+        let statuses = node.pin_ls_cids(&[top, child, other]).await.expect("statuses");
+        assert_eq!(statuses, [IpfsPinStatus::Recursive, IpfsPinStatus::Indirect, IpfsPinStatus::Indirect]);
+
+        let (tx, _rx) = tokio::sync::mpsc::channel(16);
+        let recursive = tokio::time::timeout(Duration::from_secs(2), node.pin(&child, PinMode::Recursive, tx)).await;
+        assert!(recursive.is_err(), "a recursive pin of the child found a block that exists nowhere");
+
+        bounded("unpin", node.unpin(&top)).await.expect("unpin");
+        let statuses = node.pin_ls_cids(&[top, child, other]).await.expect("statuses");
+        assert_eq!(statuses, [IpfsPinStatus::Unpinned; 3]);
+        node.shutdown().await.expect("shutdown");
+    }
+}

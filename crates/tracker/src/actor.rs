@@ -895,8 +895,8 @@ async fn execute(core: &TrackerCore, job: &StartedJob, liveness: &WorkGuard) -> 
     match job.kind {
         OperationKind::Pin => {
             tracing::debug!(%cid, mode = %job.mode, "pinning");
-            let update_from = if job.mode == PinMode::Recursive { pin_update_of(core, &cid) } else { None };
-            match pin_with_watchdog(core.ipfs.as_ref(), &cid, job.mode, update_from, core.cfg.pin_timeout, liveness).await {
+            let how = if job.mode == PinMode::Recursive { recursive_pin_of(core, &cid) } else { HowToPin::Plain };
+            match pin_with_watchdog(core.ipfs.as_ref(), &cid, job.mode, how, core.cfg.pin_timeout, liveness).await {
                 Ok(()) => OpOutcome::Succeeded,
                 Err(PinFailure::Ipfs(IpfsError::Closed)) => OpOutcome::ConnectorRestarted,
                 Err(PinFailure::Ipfs(error)) => OpOutcome::Failed(error.to_string()),
@@ -941,15 +941,27 @@ async fn bounded_unpin(
     }
 }
 
-/// The earlier version a pin updates (`pin_update` in the state), so IPFS can fetch only what
-/// differs; read at start rather than kept in the operation, which stays small.
-fn pin_update_of(core: &TrackerCore, cid: &Cid) -> Option<Cid> {
+/// How a recursive pin reaches IPFS beyond its mode.
+enum HowToPin {
+    /// An ordinary pin of the mode.
+    Plain,
+    /// An update of an earlier version (`pin_update` in the state), so IPFS can fetch only what
+    /// differs.
+    UpdateFrom(Cid),
+    /// Only this many levels below the root (shards: `max_depth` 1 or 2).
+    Depth(u32),
+}
+
+/// Reads what the state says beyond the mode at start, rather than keeping it in the
+/// operation, which stays small.
+fn recursive_pin_of(core: &TrackerCore, cid: &Cid) -> HowToPin {
     match core.state.get(cid) {
-        Ok(Some(pin)) => pin.options.pin_update.filter(|from| from != cid),
-        Ok(None) => None,
+        Ok(Some(pin)) if pin.max_depth > 0 => HowToPin::Depth(pin.max_depth.unsigned_abs()),
+        Ok(Some(pin)) => pin.options.pin_update.filter(|from| from != cid).map_or(HowToPin::Plain, HowToPin::UpdateFrom),
+        Ok(None) => HowToPin::Plain,
         Err(e) => {
-            tracing::debug!(%cid, error = %e, "cannot read the pin for its pin_update; pinning from scratch");
-            None
+            tracing::debug!(%cid, error = %e, "cannot read the pin for its depth and pin_update; pinning from scratch");
+            HowToPin::Plain
         }
     }
 }
@@ -960,15 +972,16 @@ async fn pin_with_watchdog(
     ipfs: &dyn IpfsConnector,
     cid: &Cid,
     mode: PinMode,
-    update_from: Option<Cid>,
+    how: HowToPin,
     pin_timeout: Duration,
     liveness: &WorkGuard,
 ) -> Result<(), PinFailure> {
     let (progress_tx, mut progress_rx) = mpsc::channel::<u64>(16);
-    // an update lets the backend reuse what the earlier version already holds (Kubo's pin/update)
-    let pinning = match &update_from {
-        Some(from) => ipfs.pin_update(from, cid, progress_tx),
-        None => ipfs.pin(cid, connector_mode(mode), progress_tx),
+    let pinning = match &how {
+        // an update lets the backend reuse what the earlier version already holds (Kubo's pin/update)
+        HowToPin::UpdateFrom(from) => ipfs.pin_update(from, cid, progress_tx),
+        HowToPin::Depth(depth) => ipfs.pin_depth(cid, *depth, progress_tx),
+        HowToPin::Plain => ipfs.pin(cid, connector_mode(mode), progress_tx),
     };
     tokio::pin!(pinning);
     let silence = tokio::time::sleep(pin_timeout);

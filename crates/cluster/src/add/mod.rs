@@ -18,6 +18,8 @@
 
 pub mod car;
 pub mod multipart;
+pub mod shard;
+mod sharding;
 
 use std::sync::Arc;
 
@@ -114,8 +116,8 @@ impl Cluster {
         let mut check = Pin::with_options(placeholder_cid(), params.pin.clone());
         self.fill_defaults(&mut check);
         check.validate()?;
-        if params.shard {
-            return Err(ApiError::bad_request("sharded adds (shard=true) are not supported yet"));
+        if params.shard && params.no_pin {
+            return Err(ApiError::bad_request("a sharded add pins its shards as it goes: shard and no-pin cannot be combined"));
         }
         let (out_tx, out_rx) = mpsc::channel(64);
         let cluster = self.clone();
@@ -184,6 +186,11 @@ impl Cluster {
             tracing::info!(%root, elapsed = ?started.elapsed(), "added without pinning");
             return Ok(());
         }
+        if params.shard {
+            self.pin_sharded(root, &params.pin, &done.shards).await?;
+            tracing::info!(%root, shards = done.shards.len(), bytes = done.bytes, elapsed = ?started.elapsed(), "added sharded");
+            return Ok(());
+        }
         let pin = self.pin_allocated(root, params.pin.clone(), done.allocations).await?;
         tracing::info!(root = %pin.cid, allocations = ?pin.allocations, bytes = done.bytes, elapsed = ?started.elapsed(), "added and pinned");
         Ok(())
@@ -203,11 +210,17 @@ impl Cluster {
     /// Chooses the peers whose IPFS receives the blocks (`Cluster.BlockAllocate`): the usual
     /// allocation; for pin-everywhere, every peer with a valid ping; with `local`, this peer
     /// always among them.
-    pub(crate) async fn block_allocate(&self, opts: &PinOptions, local: bool) -> Result<(Vec<String>, Vec<String>), ApiError> {
+    /// Peers in `avoid` are not chosen (the other shards of a sharded add).
+    pub(crate) async fn block_allocate(
+        &self,
+        opts: &PinOptions,
+        local: bool,
+        avoid: &[String],
+    ) -> Result<(Vec<String>, Vec<String>), ApiError> {
         let mut pin = Pin::with_options(placeholder_cid(), opts.clone());
         self.fill_defaults(&mut pin);
         let me = self.inner.settings.peer_id.clone();
-        let mut allocations = self.allocate(&pin, &[]).await?;
+        let mut allocations = self.allocate_excluding(&pin, &[], avoid).await?;
         if local && !allocations.is_empty() && !allocations.contains(&me) {
             let last = allocations.len() - 1;
             allocations[last] = me.clone();
@@ -263,12 +276,25 @@ impl Cluster {
     ) -> Result<Distributed, ApiError> {
         let mut done = Distributed::default();
         let mut sender: Option<Fanout> = None;
+        let mut sharder = params.shard.then(|| sharding::Sharder::new(self, &params.pin, params.local));
+        // The latest entry waits for the next one (or the end), so the root's line comes last,
+        // after the line of the shard that closes with the end of the blocks.
+        let mut held: Option<AddedOutput> = None;
+        let send = |line: AddedOutput| async move {
+            out.send(Ok(line)).await.map_err(|_| ApiError::new(ErrorCode::Internal, "client went away"))
+        };
         while let Some(item) = items.recv().await {
             match item {
                 Item::Block(block) => {
                     done.bytes += block.data.len() as u64;
+                    if let Some(sharder) = sharder.as_mut() {
+                        if let Some(line) = sharder.push(block).await? {
+                            send(line).await?;
+                        }
+                        continue;
+                    }
                     if sender.is_none() {
-                        let (allocations, destinations) = self.block_allocate(&params.pin, params.local).await?;
+                        let (allocations, destinations) = self.block_allocate(&params.pin, params.local, &[]).await?;
                         tracing::debug!(?allocations, ?destinations, "add allocated");
                         done.allocations = allocations;
                         sender = Some(Fanout::open(self, destinations));
@@ -287,14 +313,24 @@ impl Cluster {
                         size: entry.size,
                         allocations: done.allocations.clone(),
                     };
-                    if out.send(Ok(line)).await.is_err() {
-                        return Err(ApiError::new(ErrorCode::Internal, "client went away"));
+                    if let Some(previous) = held.replace(line) {
+                        send(previous).await?;
                     }
                 }
             }
         }
         if let Some(s) = sender {
             s.finish().await?;
+        }
+        if let Some(sharder) = sharder {
+            let (shards, last) = sharder.finish().await?;
+            done.shards = shards;
+            if let Some(line) = last {
+                send(line).await?;
+            }
+        }
+        if let Some(line) = held {
+            send(line).await?;
         }
         Ok(done)
     }
@@ -307,6 +343,8 @@ struct Distributed {
     last_entry: Option<Cid>,
     entries: u64,
     bytes: u64,
+    /// Roots of the shards of a sharded add, in order.
+    shards: Vec<Cid>,
 }
 
 impl Distributed {
