@@ -1,6 +1,7 @@
 //! `add --format car` end to end: a CAR exported by a real IPFS node (js-ipfs `dag/export`)
 //! imported through `ipfs-cluster-ctl add --format car` into a daemon is pinned with every
-//! block in its IPFS repo; CARs without exactly one root, cut short, with a block that does not
+//! block in its IPFS repo, and a second one sharded (shard, cluster-DAG and meta pins); CARs
+//! without exactly one root, cut short, with a block that does not
 //! match its CID or without their root block are refused with 400 and a clear message, with
 //! nothing pinned and no IPFS call left running.
 
@@ -109,6 +110,11 @@ fn car_from_a_real_node_is_pinned_and_bad_cars_are_refused() {
     let added: Value = serde_json::from_slice(added.split(|&b| b == b'\n').next().unwrap_or_default()).expect("add json");
     let root = added["Hash"].as_str().expect("Hash").to_string();
     let car = ipfs_post(&rt, &format!("{}/api/v0/dag/export?arg={root}", node.api_url()), None).expect("dag export");
+    // A second DAG, for a sharded CAR import.
+    let other = ipfs_post(&rt, &format!("{}/api/v0/add?pin=false", node.api_url()), Some(form("g", &random_bytes(700_000)))).expect("add");
+    let other: Value = serde_json::from_slice(other.split(|&b| b == b'\n').next().unwrap_or_default()).expect("add json");
+    let other_root = other["Hash"].as_str().expect("Hash").to_string();
+    let other_car = ipfs_post(&rt, &format!("{}/api/v0/dag/export?arg={other_root}", node.api_url()), None).expect("dag export");
     rt.block_on(node.kill()).expect("stop js-ipfs");
     let root_cid: Cid = root.parse().expect("root cid");
     assert!(car.len() > content.len(), "export too small: {} bytes", car.len());
@@ -168,6 +174,20 @@ fn car_from_a_real_node_is_pinned_and_bad_cars_are_refused() {
     assert!(pinned, "not pinned: {}", String::from_utf8_lossy(&peer.ctl(&["status", &root]).stdout));
     let (_, body) = http("GET", &peer.url("/allocations")).expect("allocations");
     assert_eq!(ndjson(&body).len(), 1, "only the good CAR is pinned: {body}");
+
+    // A CAR goes through sharding like any add: shard pins, the cluster DAG, a meta pin on
+    // its root.
+    let file = dir.path().join("other.car");
+    std::fs::write(&file, &other_car).expect("write car");
+    let out = peer.ctl(&["add", "--quieter", "--format", "car", "--shard", "--shard-size", "300KiB", "--name", "c", file.to_str().unwrap()]);
+    assert!(out.status.success(), "sharded car add failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), other_root);
+    let (_, body) = http("GET", &peer.url("/allocations?filter=all")).expect("allocations");
+    let pins = ndjson(&body);
+    let of = |t: &str| pins.iter().filter(|p| p["type"] == t).count();
+    assert_eq!((of("meta-pin"), of("clusterdag-pin")), (1, 1), "{body}");
+    assert!(of("shard-pin") >= 2, "700 kB in 300 KiB shards: {body}");
+    assert!(pins.iter().any(|p| p["type"] == "meta-pin" && p["cid"] == other_root.as_str()), "{body}");
 
     // None of the failed adds left IPFS calls running.
     let idle = wait_until(Duration::from_secs(10), || {
