@@ -1,9 +1,9 @@
 //! `add --format car` end to end: a CAR exported by a real IPFS node (js-ipfs `dag/export`)
 //! imported through `ipfs-cluster-ctl add --format car` into a daemon is pinned with every
 //! block in its IPFS repo, and a second one sharded (shard, cluster-DAG and meta pins); CARs
-//! without exactly one root, cut short, with a block that does not
-//! match its CID or without their root block are refused with 400 and a clear message, with
-//! nothing pinned and no IPFS call left running.
+//! without exactly one root, cut short, with a block that does not match its CID or without
+//! their root block are refused with 400 and a clear message, with nothing pinned and no IPFS
+//! call left running.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
