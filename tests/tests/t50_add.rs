@@ -112,7 +112,7 @@ fn bad_uploads_are_refused_and_leave_nothing_behind() {
         ("unsupported hash", "?hash=md5".into(), whole.clone(), "hash"),
         ("cid v0 with another hash", "?hash=sha3-256&cid-version=0".into(), whole.clone(), "cid"),
         ("not multipart", String::new(), b"{}".to_vec(), "multipart"),
-        ("car import", "?format=car".into(), whole.clone(), "car"),
+        ("car import of a file that is no car", "?format=car".into(), whole.clone(), "not a valid car"),
         ("sharding without pinning", "?shard=true&no-pin=true".into(), whole.clone(), "no-pin"),
     ];
     for (what, query, body, needle) in &cases {

@@ -16,6 +16,7 @@
 //! Dropping the output stream cancels everything: the stages notice their closed channels and
 //! stop; blocks already stored stay unpinned and go with the next GC, as in the original.
 
+pub mod car;
 pub mod multipart;
 pub mod shard;
 mod sharding;
@@ -115,9 +116,6 @@ impl Cluster {
         let mut check = Pin::with_options(placeholder_cid(), params.pin.clone());
         self.fill_defaults(&mut check);
         check.validate()?;
-        if params.format == AddFormat::Car {
-            return Err(ApiError::bad_request("format=car is not supported yet: only unixfs imports"));
-        }
         if params.shard && params.no_pin {
             return Err(ApiError::bad_request("a sharded add pins its shards as it goes: shard and no-pin cannot be combined"));
         }
@@ -146,8 +144,12 @@ impl Cluster {
         let started = std::time::Instant::now();
         let (ev_tx, ev_rx) = mpsc::channel::<PartEvent>(EVENT_QUEUE);
         let (item_tx, item_rx) = mpsc::channel::<Item>(BLOCK_QUEUE);
-        let importer: JoinHandle<Result<Option<Cid>, ApiError>> =
-            tokio::task::spawn_blocking(move || import(options, ev_rx, item_tx).map(|_| None));
+        let importer: JoinHandle<Result<Option<car::CarRoot>, ApiError>> = if params.format == AddFormat::Car {
+            let wrap = params.wrap_with_directory;
+            tokio::task::spawn_blocking(move || car::import_car(ev_rx, item_tx, wrap).map(Some))
+        } else {
+            tokio::task::spawn_blocking(move || import(options, ev_rx, item_tx).map(|_| None))
+        };
         let distributor = {
             let (cluster, params, out, committed) = (self.clone(), params.clone(), out.clone(), committed.clone());
             tokio::spawn(async move { cluster.distribute(item_rx, &params, &out, committed).await })
@@ -179,7 +181,7 @@ impl Cluster {
         let outcome = distributor.await.map_err(|e| ApiError::internal(format!("distributor task failed: {e}")))?;
         let car_root = imported?;
         let done = outcome?;
-        let root = car_root.or(done.last_entry).ok_or_else(|| ApiError::bad_request("nothing was added"))?;
+        let root = car_root.as_ref().map(|r| r.cid).or(done.last_entry).ok_or_else(|| ApiError::bad_request("nothing was added"))?;
         if let Some(root_out) = done.car_output(car_root) {
             let _ = out.send(Ok(root_out)).await;
         }
@@ -350,10 +352,11 @@ struct Distributed {
 }
 
 impl Distributed {
-    /// A CAR import reports its root once, with the block bytes stored.
-    fn car_output(&self, car_root: Option<Cid>) -> Option<AddedOutput> {
+    /// A CAR import reports its root once, under the CAR's file name, with the block bytes
+    /// stored and the root's UnixFS file size.
+    fn car_output(&self, car_root: Option<car::CarRoot>) -> Option<AddedOutput> {
         let root = car_root?;
-        Some(AddedOutput { name: root.to_string(), cid: root, bytes: self.bytes, size: self.bytes, allocations: self.allocations.clone() })
+        Some(AddedOutput { name: root.name, cid: root.cid, bytes: self.bytes, size: root.size, allocations: self.allocations.clone() })
     }
 }
 
