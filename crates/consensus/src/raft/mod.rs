@@ -249,6 +249,7 @@ impl RaftConsensus {
             "last_applied": m.last_applied.map(|l| l.index),
             "snapshot": m.snapshot.map(|l| l.index),
             "leader": m.current_leader.and_then(|l| peer_of(&m, l)),
+            "pins": self.state.len().unwrap_or(0),
             "commits_total": self.commits.load(Ordering::Relaxed),
             "queued_writes": self.settings.max_queue.max(1) - self.queue.capacity(),
         })
