@@ -1,5 +1,8 @@
 //! Shared pieces of the benchmarks: real daemons in temporary folders, synthetic CIDs,
-//! process memory and actor counters read over the REST API.
+//! process memory and actor counters read over the REST API; [`cluster`] runs multi-peer
+//! clusters and the ingestion measurements taken on them.
+
+pub mod cluster;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -35,9 +38,19 @@ impl Daemon {
     /// Inits a peer with random ports, lets `tweak` edit its service.json, starts it with
     /// `extra` daemon arguments and waits until `GET /health` answers.
     pub fn start(service: &Path, tweak: impl FnOnce(&mut serde_json::Value), extra: &[&str]) -> Result<Daemon> {
+        Self::start_with(service, &[], tweak, extra)
+    }
+
+    /// Like [`Daemon::start`], with more `init` arguments (e.g. `--consensus raft`).
+    pub fn start_with(
+        service: &Path,
+        init: &[&str],
+        tweak: impl FnOnce(&mut serde_json::Value),
+        extra: &[&str],
+    ) -> Result<Daemon> {
         let dir = tempfile::tempdir()?;
         let p = dir.path().to_str().context("temp path")?.to_string();
-        let out = Command::new(service).args(["--config", &p, "init", "--randomports"]).output()?;
+        let out = Command::new(service).args(["--config", &p, "init", "--randomports"]).args(init).output()?;
         if !out.status.success() {
             bail!("init failed: {}", String::from_utf8_lossy(&out.stderr));
         }

@@ -1,6 +1,7 @@
 //! Three real peers with Raft consensus: joining through `--bootstrap`, continuous pinning
-//! through every peer, kill -9 of the leader (peer 0, the cluster's founder), no
-//! acknowledged pin lost, and the old leader rejoining and catching up.
+//! through every peer, kill -9 of the leader (peer 0, the cluster's founder), a new leader
+//! within twice the election timeout, no acknowledged pin lost, and the old leader rejoining
+//! and catching up.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,8 +12,12 @@ use cluster_tests::multi::{raft_consensus, TestCluster};
 use cluster_tests::{http, identity_cid, wait_until};
 use serde_json::Value;
 
+/// `consensus.raft.election_timeout` of these peers.
+const ELECTION_TIMEOUT: Duration = Duration::from_millis(600);
+
 fn raft_config(cfg: &mut Value) {
     raft_consensus(cfg);
+    cfg["consensus"]["raft"]["election_timeout"] = format!("{}ms", ELECTION_TIMEOUT.as_millis()).into();
     // Small enough that the restarted old leader is behind by more than trailing_logs.
     cfg["consensus"]["raft"]["snapshot_threshold"] = 200.into();
     cfg["consensus"]["raft"]["trailing_logs"] = 50.into();
@@ -20,6 +25,15 @@ fn raft_config(cfg: &mut Value) {
 
 fn cids_in(cluster: &TestCluster, i: usize) -> BTreeSet<String> {
     cluster.allocations(i).unwrap_or_default().iter().filter_map(|p| p["cid"].as_str().map(String::from)).collect()
+}
+
+/// The raft leader and term a peer's consensus actor reports in `/health/actors`.
+fn raft_view(cluster: &TestCluster, i: usize) -> Option<(String, u64)> {
+    let (200, body) = http("GET", &cluster.peers[i].url("/health/actors"))? else { return None };
+    let actors: Value = serde_json::from_str(&body).ok()?;
+    let consensus = actors.as_array()?.iter().find(|a| a["name"] == "consensus")?;
+    let raft = &consensus["observable"]["consensus"];
+    Some((raft["leader"].as_str()?.to_string(), raft["term"].as_u64()?))
 }
 
 #[test]
@@ -49,10 +63,29 @@ fn raft_leader_killed_under_load_loses_no_acknowledged_pin() {
         .collect();
     assert!(wait_until(Duration::from_secs(60), || acked.lock().unwrap().len() >= 100), "ingestion did not start");
 
-    // kill -9 the leader; writes resume once a new leader is elected.
+    // kill -9 the leader: the survivors elect a new one within twice the election timeout
+    // (they poll `/health/actors` every 50 ms).
+    let (old_leader, old_term) = raft_view(&cluster, 1).expect("peer 1 raft view");
+    assert_eq!(old_leader, cluster.ids[0], "peer 0, the founder, should lead");
     let before = acked.lock().unwrap().len();
-    cluster.peers[0].kill9();
     let killed_at = Instant::now();
+    cluster.peers[0].kill9();
+    let elected = loop {
+        let views = [raft_view(&cluster, 1), raft_view(&cluster, 2)];
+        if let [Some((a, ta)), Some((b, tb))] = &views
+            && a == b
+            && *a != old_leader
+            && *ta > old_term
+            && *tb > old_term
+        {
+            break killed_at.elapsed();
+        }
+        assert!(killed_at.elapsed() < Duration::from_secs(30), "no new leader 30s after the kill: {views:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    eprintln!("a new leader was elected {elected:?} after the leader was killed (election timeout {ELECTION_TIMEOUT:?})");
+    assert!(elected <= ELECTION_TIMEOUT * 2, "new leader after {elected:?}, more than twice the election timeout");
+    // Writes resume.
     assert!(
         wait_until(Duration::from_secs(30), || acked.lock().unwrap().len() >= before + 20),
         "writes did not resume after the leader died"

@@ -7,14 +7,12 @@
 //! cargo build --release --bins && target/release/cluster-ingest
 //! ```
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::Result;
 use clap::Parser;
-use cluster_bench::{actor_state, identity_cid, percentile, service_binary, Daemon};
-use futures::StreamExt;
-use tokio::sync::Mutex;
+use cluster_bench::cluster::{converged, latency, throughput, BenchCluster};
+use cluster_bench::service_binary;
 
 /// Command-line options.
 #[derive(Parser, Debug)]
@@ -49,58 +47,13 @@ struct Opts {
     service: Option<std::path::PathBuf>,
 }
 
-fn cluster_peer(secret: &str, opts: &Opts) -> impl FnOnce(&mut serde_json::Value) {
-    let secret = secret.to_string();
+/// `consensus.crdt.batching` from the options.
+fn crdt_batching(opts: &Opts) -> impl Fn(&mut serde_json::Value) {
     let (size, age) = (opts.batch_size, opts.batch_age.clone());
     move |cfg| {
-        if !secret.is_empty() {
-            cfg["cluster"]["secret"] = secret.into();
-        }
-        cfg["cluster"]["listen_multiaddress"] = "/ip4/127.0.0.1/tcp/0".into();
         cfg["consensus"]["crdt"]["batching"]["max_batch_size"] = size.into();
-        cfg["consensus"]["crdt"]["batching"]["max_batch_age"] = age.into();
+        cfg["consensus"]["crdt"]["batching"]["max_batch_age"] = age.clone().into();
         cfg["consensus"]["crdt"]["batching"]["max_queue_size"] = 100_000.into();
-    }
-}
-
-async fn pins_in_state(client: &reqwest::Client, port: u16) -> Result<u64> {
-    let consensus = actor_state(client, port, "consensus").await?;
-    consensus["consensus"]["pins"].as_u64().context("no crdt pin count in /health/actors")
-}
-
-async fn peers_seen(client: &reqwest::Client, d: &Daemon) -> usize {
-    match client.get(d.url("/peers")).send().await {
-        Ok(r) => r.text().await.map(|t| t.lines().filter(|l| !l.trim().is_empty()).count()).unwrap_or(0),
-        Err(_) => 0,
-    }
-}
-
-async fn pin(client: &reqwest::Client, port: u16, n: u64) -> Result<()> {
-    let resp = client.post(format!("http://127.0.0.1:{port}/pins/{}", identity_cid(n))).send().await?;
-    if !resp.status().is_success() {
-        bail!("pin {n}: {}", resp.status());
-    }
-    Ok(())
-}
-
-/// Waits until every peer's state holds `want` pins; returns when that happened.
-async fn converged(client: &reqwest::Client, peers: &[Daemon], want: u64, limit: Duration) -> Result<Instant> {
-    let deadline = Instant::now() + limit;
-    loop {
-        let mut all = true;
-        for d in peers {
-            if pins_in_state(client, d.port).await? < want {
-                all = false;
-                break;
-            }
-        }
-        if all {
-            return Ok(Instant::now());
-        }
-        if Instant::now() > deadline {
-            bail!("peers did not converge on {want} pins within {limit:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
@@ -108,122 +61,48 @@ async fn converged(client: &reqwest::Client, peers: &[Daemon], want: u64, limit:
 async fn main() -> Result<()> {
     let opts = Opts::parse();
     let service = service_binary(opts.service.clone())?;
-    let first = Daemon::start(&service, cluster_peer("", &opts), &[])?;
-    let secret = {
-        let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(first.path().join("service.json"))?)?;
-        cfg["cluster"]["secret"].as_str().context("secret")?.to_string()
-    };
     let client = reqwest::Client::builder().pool_max_idle_per_host(opts.concurrency).build()?;
-    let id: serde_json::Value = client.get(first.url("/id")).send().await?.json().await?;
-    let boot = id["addresses"]
-        .as_array()
-        .and_then(|a| a.iter().filter_map(|v| v.as_str()).find(|s| s.contains("/127.0.0.1/")))
-        .context("no loopback cluster address")?
-        .to_string();
-    let mut peers = vec![first];
-    for _ in 1..opts.peers {
-        peers.push(Daemon::start(&service, cluster_peer(&secret, &opts), &["--bootstrap", &boot])?);
-    }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    for d in &peers {
-        while peers_seen(&client, d).await < opts.peers {
-            if Instant::now() > deadline {
-                bail!("the peers did not form a cluster of {}", opts.peers);
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-    let entry = peers[0].port;
+    let cluster = BenchCluster::start(&service, &client, opts.peers, &[], crdt_batching(&opts)).await?;
+    let ports = cluster.ports();
+    let entry = [ports[0]];
     println!(
         "{} peers, crdt batching max_batch_size {} max_batch_age {}; ingestion through one peer's REST API",
         opts.peers, opts.batch_size, opts.batch_age
     );
 
     // Throughput: as fast as the clients go, until every peer holds every pin.
-    let started = Instant::now();
-    let results = futures::stream::iter(0..opts.pins)
-        .map(|n| {
-            let client = client.clone();
-            async move { pin(&client, entry, n).await }
-        })
-        .buffer_unordered(opts.concurrency);
-    futures::pin_mut!(results);
-    while let Some(r) = results.next().await {
-        r?;
-    }
-    let acked = started.elapsed();
-    let done = converged(&client, &peers, opts.pins, Duration::from_secs(300)).await?.duration_since(started);
+    let t = throughput(&client, &ports, &entry, 0, opts.pins, opts.concurrency).await?;
     println!(
         "throughput {:>7} pins, {} clients: acknowledged in {:.2}s ({:.0} pins/s); in all {} states after {:.2}s: {:.0} pins/s",
         opts.pins,
         opts.concurrency,
-        acked.as_secs_f64(),
-        opts.pins as f64 / acked.as_secs_f64(),
+        t.acked.as_secs_f64(),
+        t.acked_rate(),
         opts.peers,
-        done.as_secs_f64(),
-        opts.pins as f64 / done.as_secs_f64()
+        t.everywhere.as_secs_f64(),
+        t.everywhere_rate()
     );
 
     // Latency: a fixed request rate; sampled pins are watched on every peer until present.
-    let total = opts.rate * opts.seconds;
-    let base = opts.pins;
-    let latencies = Arc::new(Mutex::new(Vec::new()));
-    let mut tasks = Vec::new();
-    let period = Duration::from_secs_f64(1.0 / opts.rate as f64);
-    let t0 = tokio::time::Instant::now();
-    for i in 0..total {
-        tokio::time::sleep_until(t0 + period * i as u32).await;
-        let client = client.clone();
-        let ports: Vec<u16> = peers.iter().map(|d| d.port).collect();
-        let latencies = Arc::clone(&latencies);
-        let sampled = i % opts.sample_every == 0;
-        tasks.push(tokio::spawn(async move {
-            let sent = Instant::now();
-            let n = base + i;
-            pin(&client, entry, n).await?;
-            if sampled {
-                let cid = identity_cid(n);
-                for port in ports {
-                    loop {
-                        let url = format!("http://127.0.0.1:{port}/allocations/{cid}");
-                        if client.get(url).send().await?.status().is_success() {
-                            break;
-                        }
-                        if sent.elapsed() > Duration::from_secs(60) {
-                            bail!("pin {n} not on peer {port} after 60s");
-                        }
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                    }
-                }
-                latencies.lock().await.push(sent.elapsed());
-            }
-            Ok::<_, anyhow::Error>(())
-        }));
-    }
-    for t in tasks {
-        t.await??;
-    }
-    let achieved = total as f64 / t0.elapsed().as_secs_f64();
-    let mut l = latencies.lock().await.clone();
-    l.sort_unstable();
+    let l = latency(&client, &ports, &entry, opts.pins, opts.rate, opts.seconds, opts.sample_every).await?;
     println!(
         "latency   {} pins/s offered ({:.0} achieved) for {}s, {} samples: convergence p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
         opts.rate,
-        achieved,
+        l.achieved,
         opts.seconds,
-        l.len(),
-        percentile(&l, 50.0).as_secs_f64() * 1e3,
-        percentile(&l, 99.0).as_secs_f64() * 1e3,
-        l.last().copied().unwrap_or_default().as_secs_f64() * 1e3
+        l.visible.len(),
+        l.visible.ms(50.0),
+        l.visible.ms(99.0),
+        l.visible.max_ms()
     );
-    let held = base + total;
-    converged(&client, &peers, held, Duration::from_secs(60)).await?;
+    let held = opts.pins + l.pins;
+    converged(&client, &ports, held, Duration::from_secs(60)).await?;
 
     // Catch-up: a new peer joins the cluster that now holds every pin above.
     let started = Instant::now();
-    let newcomer = Daemon::start(&service, cluster_peer(&secret, &opts), &["--bootstrap", &boot])?;
+    let newcomer = cluster.start_peer(crdt_batching(&opts))?;
     let up = started.elapsed();
-    converged(&client, std::slice::from_ref(&newcomer), held, Duration::from_secs(300)).await?;
+    converged(&client, &[newcomer.port], held, Duration::from_secs(300)).await?;
     println!(
         "join      a new peer had all {held} pins {:.2}s after it was started ({:.2}s of it starting up)",
         started.elapsed().as_secs_f64(),

@@ -64,7 +64,8 @@ pub struct RaftSettings {
     pub commit_retry_delay: Duration,
     /// Leader heartbeat period is a tenth of this (as hashicorp raft does).
     pub heartbeat_timeout: Duration,
-    /// A follower hearing no leader for this long (randomised up to 1.5×) starts an election.
+    /// A follower hearing no leader for this long (randomised between 0.8× and 1×) starts an
+    /// election.
     pub election_timeout: Duration,
     /// Most entries per append request.
     pub max_append_entries: u64,
@@ -103,15 +104,23 @@ impl RaftSettings {
         }
     }
 
+    /// `election_timeout` is when a follower that hears from no leader starts an election.
+    /// openraft 0.9 waits for the leader's lease (`election_timeout_max`) *plus* the node's
+    /// random timeout (`election_timeout_min..max`) when a leader was known: with
+    /// max = E/2 and min = 3E/10 that is between 0.8E and E. A candidate whose election
+    /// failed retries after min..max alone.
     fn openraft_config(&self) -> Result<Config, ConsensusError> {
         let ms = |d: Duration| d.as_millis().max(1) as u64;
-        let election = ms(self.election_timeout).max(3);
-        let heartbeat = (ms(self.heartbeat_timeout) / 10).clamp(1, election / 3);
+        let election = ms(self.election_timeout).max(10);
+        let (min, max) = (election * 3 / 10, election / 2);
+        // openraft ticks (and so heartbeats) every 1.5 heartbeat intervals: keep a few
+        // heartbeats inside the shortest timeout.
+        let heartbeat = (ms(self.heartbeat_timeout) / 10).clamp(1, min / 3);
         let config = Config {
             cluster_name: "ipfs-cluster".into(),
             heartbeat_interval: heartbeat,
-            election_timeout_min: election,
-            election_timeout_max: election + election / 2 + 1,
+            election_timeout_min: min,
+            election_timeout_max: max,
             install_snapshot_timeout: ms(self.network_timeout),
             max_payload_entries: self.max_append_entries.max(1),
             replication_lag_threshold: self.trailing_logs.max(1),
@@ -249,6 +258,7 @@ impl RaftConsensus {
             "last_applied": m.last_applied.map(|l| l.index),
             "snapshot": m.snapshot.map(|l| l.index),
             "leader": m.current_leader.and_then(|l| peer_of(&m, l)),
+            "pins": self.state.len().unwrap_or(0),
             "commits_total": self.commits.load(Ordering::Relaxed),
             "queued_writes": self.settings.max_queue.max(1) - self.queue.capacity(),
         })
@@ -759,7 +769,7 @@ mod tests {
         let s = RaftSettings::new("p", Path::new("/tmp/x"));
         let c = s.openraft_config().unwrap();
         assert_eq!(c.heartbeat_interval, 100);
-        assert_eq!(c.election_timeout_min, 1000);
+        assert_eq!((c.election_timeout_min, c.election_timeout_max), (300, 500));
         assert_eq!(c.max_in_snapshot_log_to_keep, 10_240);
     }
 }
