@@ -126,3 +126,66 @@ pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let idx = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
     sorted[idx.min(sorted.len() - 1)]
 }
+
+/// Starts `n` peers forming one cluster on loopback: `tweak` edits every peer's service.json;
+/// the others join the first. Returns once every peer lists all `n`.
+pub async fn start_cluster(service: &Path, n: usize, tweak: impl Fn(&mut serde_json::Value)) -> Result<Vec<Daemon>> {
+    let first = Daemon::start(service, |cfg| on_loopback(cfg, &tweak), &[])?;
+    let contact = cluster_contact(&first).await?;
+    let mut peers = vec![first];
+    for _ in 1..n {
+        peers.push(start_joiner(service, &contact, &tweak)?);
+    }
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for d in &peers {
+        while peers_seen(&client, d).await < n {
+            if Instant::now() > deadline {
+                bail!("the peers did not form a cluster of {n}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    Ok(peers)
+}
+
+fn on_loopback(cfg: &mut serde_json::Value, tweak: &impl Fn(&mut serde_json::Value)) {
+    cfg["cluster"]["listen_multiaddress"] = "/ip4/127.0.0.1/tcp/0".into();
+    tweak(cfg);
+}
+
+/// What a new peer needs to join `peer`'s cluster: its secret and its loopback address.
+pub struct Contact {
+    secret: String,
+    bootstrap: String,
+}
+
+/// The [`Contact`] of a running peer.
+pub async fn cluster_contact(peer: &Daemon) -> Result<Contact> {
+    let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(peer.path().join("service.json"))?)?;
+    let secret = cfg["cluster"]["secret"].as_str().context("secret")?.to_string();
+    let id: serde_json::Value = reqwest::Client::new().get(peer.url("/id")).send().await?.json().await?;
+    let bootstrap = id["addresses"]
+        .as_array()
+        .and_then(|a| a.iter().filter_map(|v| v.as_str()).find(|s| s.contains("/127.0.0.1/")))
+        .context("no loopback cluster address")?
+        .to_string();
+    Ok(Contact { secret, bootstrap })
+}
+
+/// Starts a peer that joins the cluster of `contact` (on loopback, with `tweak` applied).
+pub fn start_joiner(service: &Path, contact: &Contact, tweak: &impl Fn(&mut serde_json::Value)) -> Result<Daemon> {
+    let joiner = |cfg: &mut serde_json::Value| {
+        cfg["cluster"]["secret"] = contact.secret.clone().into();
+        on_loopback(cfg, tweak);
+    };
+    Daemon::start(service, joiner, &["--bootstrap", &contact.bootstrap])
+}
+
+/// How many peers `GET /peers` lists (0 when it does not answer).
+pub async fn peers_seen(client: &reqwest::Client, d: &Daemon) -> usize {
+    match client.get(d.url("/peers")).send().await {
+        Ok(r) => r.text().await.map(|t| t.lines().filter(|l| !l.trim().is_empty()).count()).unwrap_or(0),
+        Err(_) => 0,
+    }
+}

@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use cluster_bench::{actor_state, identity_cid, percentile, service_binary, Daemon};
+use cluster_bench::{
+    actor_state, cluster_contact, identity_cid, percentile, service_binary, start_cluster, start_joiner, Daemon,
+};
 use futures::StreamExt;
 use tokio::sync::Mutex;
 
@@ -49,16 +51,11 @@ struct Opts {
     service: Option<std::path::PathBuf>,
 }
 
-fn cluster_peer(secret: &str, opts: &Opts) -> impl FnOnce(&mut serde_json::Value) {
-    let secret = secret.to_string();
+fn batching(opts: &Opts) -> impl Fn(&mut serde_json::Value) + use<> {
     let (size, age) = (opts.batch_size, opts.batch_age.clone());
     move |cfg| {
-        if !secret.is_empty() {
-            cfg["cluster"]["secret"] = secret.into();
-        }
-        cfg["cluster"]["listen_multiaddress"] = "/ip4/127.0.0.1/tcp/0".into();
         cfg["consensus"]["crdt"]["batching"]["max_batch_size"] = size.into();
-        cfg["consensus"]["crdt"]["batching"]["max_batch_age"] = age.into();
+        cfg["consensus"]["crdt"]["batching"]["max_batch_age"] = age.clone().into();
         cfg["consensus"]["crdt"]["batching"]["max_queue_size"] = 100_000.into();
     }
 }
@@ -66,13 +63,6 @@ fn cluster_peer(secret: &str, opts: &Opts) -> impl FnOnce(&mut serde_json::Value
 async fn pins_in_state(client: &reqwest::Client, port: u16) -> Result<u64> {
     let consensus = actor_state(client, port, "consensus").await?;
     consensus["consensus"]["pins"].as_u64().context("no crdt pin count in /health/actors")
-}
-
-async fn peers_seen(client: &reqwest::Client, d: &Daemon) -> usize {
-    match client.get(d.url("/peers")).send().await {
-        Ok(r) => r.text().await.map(|t| t.lines().filter(|l| !l.trim().is_empty()).count()).unwrap_or(0),
-        Err(_) => 0,
-    }
 }
 
 async fn pin(client: &reqwest::Client, port: u16, n: u64) -> Result<()> {
@@ -108,31 +98,8 @@ async fn converged(client: &reqwest::Client, peers: &[Daemon], want: u64, limit:
 async fn main() -> Result<()> {
     let opts = Opts::parse();
     let service = service_binary(opts.service.clone())?;
-    let first = Daemon::start(&service, cluster_peer("", &opts), &[])?;
-    let secret = {
-        let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(first.path().join("service.json"))?)?;
-        cfg["cluster"]["secret"].as_str().context("secret")?.to_string()
-    };
+    let peers = start_cluster(&service, opts.peers, batching(&opts)).await?;
     let client = reqwest::Client::builder().pool_max_idle_per_host(opts.concurrency).build()?;
-    let id: serde_json::Value = client.get(first.url("/id")).send().await?.json().await?;
-    let boot = id["addresses"]
-        .as_array()
-        .and_then(|a| a.iter().filter_map(|v| v.as_str()).find(|s| s.contains("/127.0.0.1/")))
-        .context("no loopback cluster address")?
-        .to_string();
-    let mut peers = vec![first];
-    for _ in 1..opts.peers {
-        peers.push(Daemon::start(&service, cluster_peer(&secret, &opts), &["--bootstrap", &boot])?);
-    }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    for d in &peers {
-        while peers_seen(&client, d).await < opts.peers {
-            if Instant::now() > deadline {
-                bail!("the peers did not form a cluster of {}", opts.peers);
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
     let entry = peers[0].port;
     println!(
         "{} peers, crdt batching max_batch_size {} max_batch_age {}; ingestion through one peer's REST API",
@@ -220,8 +187,9 @@ async fn main() -> Result<()> {
     converged(&client, &peers, held, Duration::from_secs(60)).await?;
 
     // Catch-up: a new peer joins the cluster that now holds every pin above.
+    let contact = cluster_contact(&peers[0]).await?;
     let started = Instant::now();
-    let newcomer = Daemon::start(&service, cluster_peer(&secret, &opts), &["--bootstrap", &boot])?;
+    let newcomer = start_joiner(&service, &contact, &batching(&opts))?;
     let up = started.elapsed();
     converged(&client, std::slice::from_ref(&newcomer), held, Duration::from_secs(300)).await?;
     println!(
