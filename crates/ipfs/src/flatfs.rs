@@ -23,7 +23,7 @@ use cid::Cid;
 
 /// Sub-folder of the repo holding the blocks.
 pub(crate) const BLOCKSTORE_DIR: &str = "blockstore";
-/// Threads syncing one batch's files; more buys nothing once the journal groups the commits.
+/// Threads syncing one batch's files (batches are a few blocks; several batches run at once).
 const SYNC_THREADS: usize = 4;
 
 /// Where rust-ipfs keeps `cid` under `blockstore`.
