@@ -185,6 +185,44 @@ impl Drop for Registration<'_> {
 }
 
 impl EmbeddedIpfs {
+    /// Stores a batch of blocks (checking each against its CID first when `verify`), all on one
+    /// blocking thread: hashing and disk writes would otherwise stall the runtime. An on-disk
+    /// repo gets the batch through [`crate::flatfs::write_blocks`], which syncs the batch as a
+    /// whole instead of block by block.
+    ///
+    /// Blocks written that way do not pass through rust-ipfs's put path, so its new-block
+    /// notifications (bitswap peers waiting for the block, local fetches of it in progress) are
+    /// not sent; such waiters find the block on their next look at the store. Adds, the
+    /// caller, store fresh content nobody waits for.
+    async fn store_blocks(&self, blocks: Vec<(Cid, Bytes)>, verify: bool) -> Result<(), IpfsError> {
+        let ipfs = self.node()?;
+        let _gc = self.gc_lock.read().await;
+        let blockstore = self.repo_path.as_ref().map(|p| p.join(crate::flatfs::BLOCKSTORE_DIR));
+        let count = blocks.len();
+        let started = std::time::Instant::now();
+        let blocks = tokio::task::spawn_blocking(move || {
+            if verify {
+                for (cid, data) in &blocks {
+                    crate::verify_block(cid, data)?;
+                }
+            }
+            match blockstore {
+                Some(dir) => crate::flatfs::write_blocks(&dir, &blocks)
+                    .map(|_| None)
+                    .map_err(|e| IpfsError::Backend(format!("storing blocks: {e}"))),
+                None => Ok(Some(blocks)),
+            }
+        })
+        .await
+        .map_err(|e| IpfsError::Backend(format!("block store task failed: {e}")))??;
+        if let Some(blocks) = blocks {
+            let blocks = blocks.into_iter().map(|(cid, data)| Block::new_unchecked(cid, data)).collect();
+            ipfs.repo().put_blocks(blocks).await.map_err(IpfsError::backend)?;
+        }
+        debug!(blocks = count, elapsed = ?started.elapsed(), "blocks stored");
+        Ok(())
+    }
+
     /// Starts the node: loads or creates its identity, opens the repo, binds the listeners and
     /// dials the bootstrap peers in the background.
     pub async fn start(cfg: EmbeddedConfig) -> Result<EmbeddedIpfs, IpfsError> {
@@ -1061,14 +1099,11 @@ impl IpfsConnector for EmbeddedIpfs {
     }
 
     async fn put_blocks(&self, blocks: Vec<(Cid, Bytes)>) -> Result<(), IpfsError> {
-        let ipfs = self.node()?;
-        let _gc = self.gc_lock.read().await;
-        for (cid, data) in blocks {
-            crate::verify_block(&cid, &data)?;
-            let block = Block::new_unchecked(cid, data);
-            ipfs.put_block(&block).await.map_err(IpfsError::backend)?;
-        }
-        Ok(())
+        self.store_blocks(blocks, true).await
+    }
+
+    async fn put_own_blocks(&self, blocks: Vec<(Cid, Bytes)>) -> Result<(), IpfsError> {
+        self.store_blocks(blocks, false).await
     }
 
     async fn block_get(&self, cid: &Cid) -> Result<Bytes, IpfsError> {

@@ -7,6 +7,7 @@
 
 mod embedded;
 mod error;
+mod flatfs;
 mod pin_index;
 
 pub mod conformance;
@@ -262,6 +263,13 @@ pub trait IpfsConnector: Send + Sync + 'static {
             }
         }
         Ok(())
+    }
+
+    /// [`Self::put_blocks`] for blocks this process built and hashed itself (the adder's
+    /// importer output): backends may skip checking the data against the CIDs, which would hash
+    /// everything a second time. Never use it for blocks received from elsewhere.
+    async fn put_own_blocks(&self, blocks: Vec<(Cid, bytes::Bytes)>) -> Result<(), IpfsError> {
+        self.put_blocks(blocks).await
     }
 
     /// Returns one block, fetching it from the network if it is not local.

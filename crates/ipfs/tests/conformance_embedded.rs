@@ -593,3 +593,51 @@ async fn depth_limited_pin_stops_at_its_depth() {
         node.shutdown().await.expect("shutdown");
     }
 }
+
+/// Blocks stored by the batched on-disk writer (a Kubo-default import: CIDv0 dag-pb leaves and
+/// nodes) are the blocks rust-ipfs reads: a recursive pin walks them from the store, `cat`
+/// reassembles the file, storing them again changes nothing, and they are still there after a
+/// restart. A batch holding a block that does not match its CID is refused as a whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batched_block_writes_are_rust_ipfs_blocks() {
+    init_tracing();
+    bounded("batched writes", async {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = EmbeddedConfig::loopback().with_repo(dir.path().join("ipfs"));
+        // 3 leaves of 256 KiB and a root node above them.
+        let data = pseudo_random_bytes(unique_seed(), 700 * 1024);
+        let mut blocks: Vec<cluster_unixfs::Block> = Vec::new();
+        let root = cluster_unixfs::import_bytes(&data, &cluster_unixfs::AddOptions::default(), &mut blocks)
+            .expect("import")
+            .cid;
+        assert_eq!(root.version(), cid::Version::V0);
+        let batch: Vec<(Cid, bytes::Bytes)> = blocks.into_iter().map(|b| (b.cid, b.data)).collect();
+
+        let node = EmbeddedIpfs::start(cfg.clone()).await.expect("start");
+        node.put_own_blocks(batch.clone()).await.expect("store own blocks");
+        node.put_blocks(batch.clone()).await.expect("store the same blocks again");
+        let (tx, _rx) = tokio::sync::mpsc::channel(16);
+        node.pin(&root, PinMode::Recursive, tx).await.expect("pin from local blocks");
+        assert_eq!(node.cat(&root).await.expect("cat"), data);
+        let wrong = (batch[0].0, bytes::Bytes::from_static(b"other bytes"));
+        let fresh = pseudo_random_bytes(unique_seed(), 1000);
+        let fresh_cid = cluster_ipfs::block_cid(&fresh, cluster_ipfs::CODEC_RAW).expect("cid");
+        match node.put_blocks(vec![(fresh_cid, fresh.clone()), wrong]).await {
+            Err(IpfsError::InvalidInput(_)) => {}
+            other => panic!("a mismatching block: expected invalid input, got {other:?}"),
+        }
+        node.stop().await;
+
+        let node = EmbeddedIpfs::start(cfg).await.expect("restart");
+        assert_eq!(node.pin_ls_cid(&root).await.expect("pin ls"), IpfsPinStatus::Recursive);
+        for (cid, bytes) in &batch {
+            assert_eq!(&node.block_get(cid).await.expect("block get after restart"), bytes);
+        }
+        assert!(
+            matches!(tokio::time::timeout(Duration::from_secs(1), node.block_get(&fresh_cid)).await, Err(_) | Ok(Err(_))),
+            "the refused batch stored nothing"
+        );
+        node.stop().await;
+    })
+    .await;
+}

