@@ -227,6 +227,12 @@ impl Drop for Peer {
     }
 }
 
+/// A loopback port that was free a moment ago (bound, then released), for listeners a test
+/// configures itself.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
 /// Status code of a bodyless request, or None when the server does not answer.
 pub fn http_status(method: &str, url: &str) -> Option<u16> {
     http(method, url).map(|(s, _)| s)

@@ -6,20 +6,11 @@ use std::net::TcpStream;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use cluster_tests::{Peer, bin, ok_stdout};
+use cluster_tests::{Peer, bin, free_port, ok_stdout};
 use serde_json::{Value, json};
 
 const USER: &str = "admin";
 const PASS: &str = "hunter2";
-
-/// A free loopback port (bound and released).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 struct Answer {
     status: u16,

@@ -4,13 +4,12 @@
 //! pin/update, repo/stat, add, a relayed `version`, and bad input answered Kubo-style with
 //! nothing pinned.
 
-use std::net::TcpListener;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use cluster_testnodes::JsIpfs;
 use cluster_tests::multi::TestCluster;
-use cluster_tests::{http, ok_stdout, random_bytes, wait_until, Peer};
+use cluster_tests::{free_port, http, ok_stdout, random_bytes, wait_until, Peer};
 use serde_json::Value;
 
 /// One HTTP request with an optional body, answering status, headers and body.
@@ -87,10 +86,6 @@ fn statuses(p: &Peer, cid: &str) -> Vec<String> {
 fn all_are(p: &Peer, cid: &str, n: usize, status: &str) -> bool {
     let s = statuses(p, cid);
     s.len() == n && s.iter().all(|x| x == status)
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
 }
 
 fn logs(cluster: &TestCluster) -> String {

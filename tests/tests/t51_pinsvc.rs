@@ -4,17 +4,9 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use cluster_tests::{Peer, http_status, identity_cid, wait_until};
+use cluster_tests::{Peer, free_port, http_status, identity_cid, wait_until};
 use futures::StreamExt;
 use serde_json::{Value, json};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 struct Api {
     rt: tokio::runtime::Runtime,
