@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use cid::Cid;
+use cluster_core::add::car::encode_v1;
 use cluster_testnodes::JsIpfs;
 use cluster_tests::{http, ndjson, random_bytes, wait_until, Peer, Provider};
 use multihash_codetable::{Code, MultihashDigest};
@@ -42,40 +43,6 @@ fn form(name: &str, data: &[u8]) -> (String, Vec<u8>) {
     body.extend_from_slice(data);
     body.extend_from_slice(b"\r\n--BB--\r\n");
     ("multipart/form-data; boundary=BB".into(), body)
-}
-
-fn varint(mut v: u64, out: &mut Vec<u8>) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-/// A CARv1 written here (the header's dag-cbor by hand): for the shapes no node exports.
-fn car_v1(roots: &[Cid], blocks: &[(Cid, Vec<u8>)]) -> Vec<u8> {
-    let mut h = vec![0xa2, 0x65];
-    h.extend(b"roots");
-    assert!(roots.len() < 24);
-    h.push(0x80 | roots.len() as u8);
-    for r in roots {
-        let link = r.to_bytes();
-        h.extend([0xd8, 42, 0x58, link.len() as u8 + 1, 0]);
-        h.extend(link);
-    }
-    h.push(0x67);
-    h.extend(b"version");
-    h.push(0x01);
-    let mut out = Vec::new();
-    varint(h.len() as u64, &mut out);
-    out.extend(h);
-    for (cid, data) in blocks {
-        let c = cid.to_bytes();
-        varint((c.len() + data.len()) as u64, &mut out);
-        out.extend(c);
-        out.extend(data);
-    }
-    out
 }
 
 fn raw_block(data: &[u8]) -> (Cid, Vec<u8>) {
@@ -125,15 +92,15 @@ fn car_from_a_real_node_is_pinned_and_bad_cars_are_refused() {
     // Bad CARs: 400 with a message naming the problem.
     let a = raw_block(b"block a");
     let b = raw_block(b"block b");
-    let mut two_parts = form("one.car", &car_v1(&[a.0], std::slice::from_ref(&a))).1;
+    let mut two_parts = form("one.car", &encode_v1(&[a.0], std::slice::from_ref(&a))).1;
     two_parts.truncate(two_parts.len() - b"--BB--\r\n".len());
-    two_parts.extend(form("two.car", &car_v1(&[a.0], std::slice::from_ref(&a))).1);
+    two_parts.extend(form("two.car", &encode_v1(&[a.0], std::slice::from_ref(&a))).1);
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
-        ("no root", form("x.car", &car_v1(&[], std::slice::from_ref(&a))).1, "has no root"),
-        ("two roots", form("x.car", &car_v1(&[a.0, b.0], &[a.clone(), b.clone()])).1, "has 2 roots"),
+        ("no root", form("x.car", &encode_v1(&[], std::slice::from_ref(&a))).1, "has no root"),
+        ("two roots", form("x.car", &encode_v1(&[a.0, b.0], &[a.clone(), b.clone()])).1, "has 2 roots"),
         ("truncated", form("x.car", &car[..car.len() / 2]).1, "truncated"),
-        ("wrong block", form("x.car", &car_v1(&[a.0], &[(a.0, b.1.clone())])).1, "does not match its cid"),
-        ("root not in the car", form("x.car", &car_v1(&[root_cid], std::slice::from_ref(&a))).1, "is not in the car"),
+        ("wrong block", form("x.car", &encode_v1(&[a.0], &[(a.0, b.1.clone())])).1, "does not match its cid"),
+        ("root not in the car", form("x.car", &encode_v1(&[root_cid], std::slice::from_ref(&a))).1, "is not in the car"),
         ("not a car", form("x.car", b"hello, not a car").1, "not a valid car"),
         ("two files", two_parts, "second part"),
     ];
@@ -144,7 +111,7 @@ fn car_from_a_real_node_is_pinned_and_bad_cars_are_refused() {
     }
     // ctl reports the server's message and fails.
     let bad = dir.path().join("two-roots.car");
-    std::fs::write(&bad, car_v1(&[a.0, b.0], &[a.clone(), b.clone()])).expect("write");
+    std::fs::write(&bad, encode_v1(&[a.0, b.0], &[a.clone(), b.clone()])).expect("write");
     let out = peer.ctl(&["add", "--format", "car", bad.to_str().unwrap()]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("2 roots"), "{}", String::from_utf8_lossy(&out.stderr));

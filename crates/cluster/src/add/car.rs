@@ -670,76 +670,59 @@ pub(super) fn import_car(mut events: mpsc::Receiver<PartEvent>, items: mpsc::Sen
     Ok(root)
 }
 
+/// Writes a CARv1 of `blocks` with `roots` in its header: the inverse of the reader, for
+/// tests and tools that need CARs of shapes no IPFS node exports (no root, several roots).
+pub fn encode_v1(roots: &[Cid], blocks: &[(Cid, Vec<u8>)]) -> Vec<u8> {
+    let h = header_bytes(roots, 1);
+    let mut out = Vec::new();
+    write_varint(h.len() as u64, &mut out);
+    out.extend(h);
+    for (cid, data) in blocks {
+        let c = cid.to_bytes();
+        write_varint((c.len() + data.len()) as u64, &mut out);
+        out.extend(c);
+        out.extend(data);
+    }
+    out
+}
+
+/// A CAR header `{"roots": [...], "version": version}` in dag-cbor key order.
+fn header_bytes(roots: &[Cid], version: u64) -> Vec<u8> {
+    use super::shard::head;
+    let mut h = Vec::new();
+    head(&mut h, 5, 2);
+    head(&mut h, 3, 5);
+    h.extend(b"roots");
+    head(&mut h, 4, roots.len() as u64);
+    for r in roots {
+        let mut link = vec![0u8];
+        link.extend(r.to_bytes());
+        head(&mut h, 6, 42);
+        head(&mut h, 2, link.len() as u64);
+        h.extend(link);
+    }
+    head(&mut h, 3, 7);
+    h.extend(b"version");
+    head(&mut h, 0, version);
+    h
+}
+
+/// Writes an unsigned LEB128 varint, as CAR section lengths are.
+fn write_varint(mut v: u64, out: &mut Vec<u8>) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
     use multihash_codetable::{Code, MultihashDigest};
     use proptest::prelude::*;
 
-    fn varint(mut v: u64, out: &mut Vec<u8>) {
-        loop {
-            let b = (v & 0x7f) as u8;
-            v >>= 7;
-            if v == 0 {
-                out.push(b);
-                return;
-            }
-            out.push(b | 0x80);
-        }
-    }
-
-    fn cbor_head_bytes(major: u8, arg: u64, out: &mut Vec<u8>) {
-        let m = major << 5;
-        match arg {
-            0..=23 => out.push(m | arg as u8),
-            24..=0xff => out.extend([m | 24, arg as u8]),
-            0x100..=0xffff => {
-                out.push(m | 25);
-                out.extend((arg as u16).to_be_bytes());
-            }
-            _ => {
-                out.push(m | 26);
-                out.extend((arg as u32).to_be_bytes());
-            }
-        }
-    }
-
-    /// A CARv1 header `{"roots": [...], "version": version}` (dag-cbor key order).
-    pub(crate) fn header_bytes(roots: &[Cid], version: u64) -> Vec<u8> {
-        let mut h = Vec::new();
-        cbor_head_bytes(5, 2, &mut h);
-        cbor_head_bytes(3, 5, &mut h);
-        h.extend(b"roots");
-        cbor_head_bytes(4, roots.len() as u64, &mut h);
-        for r in roots {
-            let mut link = vec![0u8];
-            link.extend(r.to_bytes());
-            cbor_head_bytes(6, 42, &mut h);
-            cbor_head_bytes(2, link.len() as u64, &mut h);
-            h.extend(link);
-        }
-        cbor_head_bytes(3, 7, &mut h);
-        h.extend(b"version");
-        cbor_head_bytes(0, version, &mut h);
-        h
-    }
-
-    /// A CARv1 file.
-    pub(crate) fn car_v1(roots: &[Cid], blocks: &[(Cid, Vec<u8>)]) -> Vec<u8> {
-        let h = header_bytes(roots, 1);
-        let mut out = Vec::new();
-        varint(h.len() as u64, &mut out);
-        out.extend(h);
-        for (cid, data) in blocks {
-            let c = cid.to_bytes();
-            varint((c.len() + data.len()) as u64, &mut out);
-            out.extend(c);
-            out.extend(data);
-        }
-        out
-    }
-
-    /// A CARv2 file wrapping `car_v1(...)` with `pad` bytes before the payload and a fake
+    /// A CARv2 file wrapping `encode_v1(...)` with `pad` bytes before the payload and a fake
     /// index after it.
     fn car_v2(v1: &[u8], pad: usize) -> Vec<u8> {
         let mut out = vec![0x0a, 0xa1, 0x67];
@@ -767,17 +750,17 @@ pub(crate) mod tests {
         for l in links {
             let mut link = vec![0x0a];
             let b = l.to_bytes();
-            varint(b.len() as u64, &mut link);
+            write_varint(b.len() as u64, &mut link);
             link.extend(b);
             link.extend([0x12, 0x00, 0x18, 0x01]);
             node.push(0x12);
-            varint(link.len() as u64, &mut node);
+            write_varint(link.len() as u64, &mut node);
             node.extend(link);
         }
         let mut unixfs = vec![0x08, 0x02, 0x18];
-        varint(filesize, &mut unixfs);
+        write_varint(filesize, &mut unixfs);
         node.push(0x0a);
-        varint(unixfs.len() as u64, &mut node);
+        write_varint(unixfs.len() as u64, &mut node);
         node.extend(unixfs);
         (Cid::new_v0(Code::Sha2_256.digest(&node)).unwrap(), node)
     }
@@ -812,7 +795,7 @@ pub(crate) mod tests {
         let a = raw_block(b"leaf a");
         let b = raw_block(b"leaf b");
         let root = pb_file(&[a.0, b.0], 12);
-        let car = car_v1(&[root.0], &[root.clone(), a.clone(), b.clone()]);
+        let car = encode_v1(&[root.0], &[root.clone(), a.clone(), b.clone()]);
         let items = read_all(&car, 1).unwrap();
         assert_eq!(items.len(), 4);
         assert_eq!(items[0], CarItem::Header(vec![root.0]));
@@ -826,7 +809,7 @@ pub(crate) mod tests {
     #[test]
     fn reads_a_v2_car() {
         let a = raw_block(b"only block");
-        let v1 = car_v1(&[a.0], std::slice::from_ref(&a));
+        let v1 = encode_v1(&[a.0], std::slice::from_ref(&a));
         for pad in [0, 7, 5000] {
             let car = car_v2(&v1, pad);
             for piece in [1, 13, 4096, car.len()] {
@@ -845,20 +828,20 @@ pub(crate) mod tests {
     fn root_rules() {
         let a = raw_block(b"x");
         let b = raw_block(b"y");
-        assert_eq!(import_all(&car_v1(&[], std::slice::from_ref(&a))).unwrap_err(), CarError::NoRoot);
-        assert_eq!(import_all(&car_v1(&[a.0, b.0], &[a.clone(), b.clone()])).unwrap_err(), CarError::SeveralRoots(2));
-        assert_eq!(import_all(&car_v1(&[b.0], std::slice::from_ref(&a))).unwrap_err(), CarError::RootMissing(b.0.to_string()));
+        assert_eq!(import_all(&encode_v1(&[], std::slice::from_ref(&a))).unwrap_err(), CarError::NoRoot);
+        assert_eq!(import_all(&encode_v1(&[a.0, b.0], &[a.clone(), b.clone()])).unwrap_err(), CarError::SeveralRoots(2));
+        assert_eq!(import_all(&encode_v1(&[b.0], std::slice::from_ref(&a))).unwrap_err(), CarError::RootMissing(b.0.to_string()));
         // A raw root reports no UnixFS size, as the original.
-        assert_eq!(import_all(&car_v1(&[a.0], std::slice::from_ref(&a))).unwrap().0.size, 0);
+        assert_eq!(import_all(&encode_v1(&[a.0], std::slice::from_ref(&a))).unwrap().0.size, 0);
         assert_eq!(import_all(&[]).unwrap_err(), CarError::Empty);
     }
 
     #[test]
     fn bad_input_is_named() {
         let a = raw_block(b"content");
-        let good = car_v1(&[a.0], std::slice::from_ref(&a));
+        let good = encode_v1(&[a.0], std::slice::from_ref(&a));
         // Truncated anywhere.
-        let header_end = car_v1(&[a.0], &[]).len();
+        let header_end = encode_v1(&[a.0], &[]).len();
         for cut in 1..good.len() {
             if cut == header_end {
                 // A complete CAR without blocks: the import then misses its root.
@@ -869,39 +852,39 @@ pub(crate) mod tests {
             assert!(matches!(err, CarError::Truncated(_) | CarError::TruncatedHeader), "cut {cut}: {err:?}");
         }
         // Data that does not hash to the CID.
-        let wrong = car_v1(&[a.0], &[(a.0, b"other".to_vec())]);
+        let wrong = encode_v1(&[a.0], &[(a.0, b"other".to_vec())]);
         assert!(matches!(read_all(&wrong, 100).unwrap_err(), CarError::HashMismatch(..)));
         // Bad varint: ten continuation bytes.
         assert_eq!(read_all(&[0xff; 12], 100).unwrap_err(), CarError::BadVarint("the header length"));
-        let mut bad = car_v1(&[a.0], &[]);
+        let mut bad = encode_v1(&[a.0], &[]);
         bad.extend([0x80; 10]);
         assert_eq!(read_all(&bad, 100).unwrap_err(), CarError::BadVarint("a section length"));
         // Bad CID in a section.
-        let mut bad = car_v1(&[a.0], &[]);
+        let mut bad = encode_v1(&[a.0], &[]);
         bad.extend([3, 0x05, 0x55, 0x00]);
         assert!(matches!(read_all(&bad, 100).unwrap_err(), CarError::BadCid(_)));
         // Huge section, huge header, version 3, not cbor.
-        let mut bad = car_v1(&[a.0], &[]);
-        varint(3 << 20, &mut bad);
+        let mut bad = encode_v1(&[a.0], &[]);
+        write_varint(3 << 20, &mut bad);
         assert!(matches!(read_all(&bad, 100).unwrap_err(), CarError::SectionTooLarge(_)));
         let mut bad = Vec::new();
-        varint(1 << 20, &mut bad);
+        write_varint(1 << 20, &mut bad);
         assert!(matches!(read_all(&bad, 100).unwrap_err(), CarError::HeaderTooLarge(_)));
         let h = header_bytes(&[a.0], 3);
         let mut bad = Vec::new();
-        varint(h.len() as u64, &mut bad);
+        write_varint(h.len() as u64, &mut bad);
         bad.extend(h);
         assert_eq!(read_all(&bad, 100).unwrap_err(), CarError::UnsupportedVersion(3));
         assert!(matches!(read_all(b"\x05hello", 100).unwrap_err(), CarError::BadHeader(_)));
         // Unsupported codec (dag-json).
         let dj = Cid::new_v1(0x0129, Code::Sha2_256.digest(b"{}"));
-        assert!(matches!(read_all(&car_v1(&[dj], &[(dj, b"{}".to_vec())]), 100).unwrap_err(), CarError::UnsupportedCodec(..)));
+        assert!(matches!(read_all(&encode_v1(&[dj], &[(dj, b"{}".to_vec())]), 100).unwrap_err(), CarError::UnsupportedCodec(..)));
         // dag-pb that does not decode.
         let junk = b"\xff\xff not protobuf".to_vec();
         let pb = Cid::new_v0(Code::Sha2_256.digest(&junk)).unwrap();
-        assert!(matches!(read_all(&car_v1(&[pb], &[(pb, junk)]), 100).unwrap_err(), CarError::BadBlock(_, "dag-pb", _)));
+        assert!(matches!(read_all(&encode_v1(&[pb], &[(pb, junk)]), 100).unwrap_err(), CarError::BadBlock(_, "dag-pb", _)));
         // Zero-length section.
-        let mut bad = car_v1(&[a.0], &[]);
+        let mut bad = encode_v1(&[a.0], &[]);
         bad.push(0);
         assert_eq!(read_all(&bad, 100).unwrap_err(), CarError::EmptySection);
     }
@@ -914,21 +897,21 @@ pub(crate) mod tests {
         let mut link = vec![0u8];
         link.extend(leaf.0.to_bytes());
         ok.extend([0xd8, 42]);
-        cbor_head_bytes(2, link.len() as u64, &mut ok);
+        crate::add::shard::head(&mut ok, 2, link.len() as u64);
         ok.extend(link);
         ok.extend([0x61, b'f', 0xfb]);
         ok.extend(1.5f64.to_be_bytes());
         ok.extend([0x61, b'n', 0xf6]);
         assert_eq!(check_dag_cbor(&ok), Ok(()));
         let cid = Cid::new_v1(DAG_CBOR, Code::Sha2_256.digest(&ok));
-        let (root, blocks) = import_all(&car_v1(&[cid], &[(cid, ok.clone()), leaf])).unwrap();
+        let (root, blocks) = import_all(&encode_v1(&[cid], &[(cid, ok.clone()), leaf])).unwrap();
         assert_eq!((root.cid, root.size, blocks.len()), (cid, 0, 2));
         assert!(check_dag_cbor(&[0xa1, 0x01, 0x01]).is_err(), "integer key");
         assert!(check_dag_cbor(&[0x9f, 0xff]).is_err(), "indefinite length");
         assert!(check_dag_cbor(&[0xc1, 0x01]).is_err(), "tag other than 42");
         assert!(check_dag_cbor(&[0x01, 0x02]).is_err(), "trailing bytes");
         assert!(check_dag_cbor(&[0xf7]).is_err(), "undefined");
-        assert!(check_dag_cbor(&vec![0x81; 100]).is_err(), "too deep");
+        assert!(check_dag_cbor(&[0x81; 100]).is_err(), "too deep");
     }
 
     #[test]
@@ -970,7 +953,7 @@ pub(crate) mod tests {
     #[test]
     fn import_takes_one_file_part() {
         let a = raw_block(b"part content");
-        let car = Bytes::from(car_v1(&[a.0], std::slice::from_ref(&a)));
+        let car = Bytes::from(encode_v1(&[a.0], std::slice::from_ref(&a)));
         let (ok, cids) = run_import(vec![begin(PartKind::File), PartEvent::Data(car.slice(..10)), PartEvent::Data(car.slice(10..)), PartEvent::End]);
         assert_eq!(ok.unwrap(), CarRoot { cid: a.0, size: 0, name: "x.car".into() });
         assert_eq!(cids, vec![a.0]);
@@ -983,7 +966,7 @@ pub(crate) mod tests {
         assert!(import_car(ev_rx, item_tx, true).unwrap_err().message.contains("cannot wrap"));
         let (none, _) = run_import(vec![]);
         assert!(none.unwrap_err().message.contains("no file"));
-        let (two_roots, cids) = run_import(vec![begin(PartKind::File), PartEvent::Data(Bytes::from(car_v1(&[a.0, a.0], std::slice::from_ref(&a)))), PartEvent::End]);
+        let (two_roots, cids) = run_import(vec![begin(PartKind::File), PartEvent::Data(Bytes::from(encode_v1(&[a.0, a.0], std::slice::from_ref(&a)))), PartEvent::End]);
         let e = two_roots.unwrap_err();
         assert_eq!((e.code, e.message.as_str(), cids.len()), (400, "the CAR has 2 roots: only CAR files with exactly one root can be added", 0));
     }
@@ -996,7 +979,7 @@ pub(crate) mod tests {
             let root = pb_file(&blocks.iter().map(|b| b.0).collect::<Vec<_>>(), datas.iter().map(|d| d.len() as u64).sum());
             let mut all = vec![root.clone()];
             all.extend(blocks);
-            let v1 = car_v1(&[root.0], &all);
+            let v1 = encode_v1(&[root.0], &all);
             let car = if v2 { car_v2(&v1, pad) } else { v1 };
             let items = read_all(&car, piece).unwrap();
             prop_assert_eq!(items.len(), all.len() + 1);

@@ -147,7 +147,7 @@ pub fn decode_link_map(data: &[u8]) -> Result<Vec<Cid>, ShardNodeError> {
 }
 
 /// Writes a CBOR head: major type and argument, in the shortest form.
-fn head(out: &mut Vec<u8>, major: u8, n: u64) {
+pub(super) fn head(out: &mut Vec<u8>, major: u8, n: u64) {
     let m = major << 5;
     if n < 24 {
         out.push(m | n as u8);
