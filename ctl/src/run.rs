@@ -263,12 +263,14 @@ async fn add(ctx: &Ctx, a: AddArgs) -> anyhow::Result<()> {
     let bar = std::io::stdout().is_terminal().then(|| crate::progress::Progress::start(sent.clone(), total));
     let result = async {
         let mut items = ctx.client.add(entries, &params, sent.clone()).await?;
-        let mut last: Option<cluster_types::AddedOutput> = None;
+        let mut last: Option<(cluster_types::AddedOutput, Cid)> = None;
         let mut all = Vec::new();
         while let Some(item) = items.next().await {
             let item = item?;
+            // Progress lines (no CID) only come when asked for; this command draws its own bar.
+            let Some(cid) = item.cid else { continue };
             if !a.quieter && ctx.enc == Encoding::Text {
-                let line = if a.quiet { format!("{}\n", item.cid) } else { format!("added {} {}\n", item.cid, item.name) };
+                let line = if a.quiet { format!("{cid}\n") } else { format!("added {cid} {}\n", item.name) };
                 out(&line)?;
             } else if ctx.enc == Encoding::Json && !a.quieter {
                 if a.no_stream {
@@ -277,7 +279,7 @@ async fn add(ctx: &Ctx, a: AddArgs) -> anyhow::Result<()> {
                     out(&format::json(&item))?;
                 }
             }
-            last = Some(item);
+            last = Some((item, cid));
         }
         if ctx.enc == Encoding::Json && a.no_stream && !a.quieter {
             out(&format::json(&all))?;
@@ -288,16 +290,16 @@ async fn add(ctx: &Ctx, a: AddArgs) -> anyhow::Result<()> {
     if let Some(bar) = bar {
         bar.finish().await;
     }
-    let Some(last) = result? else { anyhow::bail!("the cluster reported nothing added") };
+    let Some((last, root)) = result? else { anyhow::bail!("the cluster reported nothing added") };
     if a.quieter {
         match ctx.enc {
-            Encoding::Text => out(&format!("{}\n", last.cid))?,
+            Encoding::Text => out(&format!("{root}\n"))?,
             Encoding::Json => out(&format::json(&last))?,
         }
     }
     if a.wait && !a.no_pin {
-        let pin = ctx.client.allocation(&last.cid).await?;
-        let params = WaitParams { limit: default_pin_limit(&pin), timeout: wait_timeout, ..WaitParams::new(last.cid, TrackerStatus::Pinned) };
+        let pin = ctx.client.allocation(&root).await?;
+        let params = WaitParams { limit: default_pin_limit(&pin), timeout: wait_timeout, ..WaitParams::new(root, TrackerStatus::Pinned) };
         let status = ctx.client.wait_for(&params).await.context("waiting for pin status")?;
         if !a.quiet && !a.quieter {
             ctx.show(&status, format::global_pin_info)?;

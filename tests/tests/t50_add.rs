@@ -158,6 +158,17 @@ fn bad_uploads_are_refused_and_leave_nothing_behind() {
     assert!(answer.contains("\"name\":\"f.txt\""), "{answer}");
     let (_, body) = http("GET", &peer.url("/allocations")).expect("allocations");
     assert_eq!(ndjson(&body).len(), 1);
+    // progress=true: a line without a CID every 256 KiB of the file, then the file's own line.
+    let mut upload = file_part("p.bin", &cluster_tests::random_bytes(1 << 20));
+    upload.extend_from_slice(b"\r\n--BB--\r\n");
+    let answer = raw_request(port, &multipart_head(port, "?progress=true", upload.len()), &upload, false);
+    let lines: Vec<Value> = answer.lines().filter_map(|l| serde_json::from_str::<Value>(l.trim()).ok()).filter(Value::is_object).collect();
+    let (progress, entries): (Vec<&Value>, Vec<&Value>) = lines.iter().partition(|v| v["cid"].is_null());
+    let read: Vec<u64> = progress.iter().map(|v| v["bytes"].as_u64().unwrap_or(0)).collect();
+    assert_eq!(read, [1u64, 2, 3, 4].map(|n| n << 18), "{answer}");
+    assert!(progress.iter().all(|v| v["name"] == "p.bin"), "{answer}");
+    assert_eq!(entries.len(), 1, "{answer}");
+    assert!(entries[0]["name"] == "p.bin" && entries[0]["cid"].is_string(), "{answer}");
     // The add tasks of the failed uploads are gone: no IPFS calls are left running.
     let idle = wait_until(Duration::from_secs(10), || {
         let Some((200, actors)) = http("GET", &peer.url("/health/actors")) else { return false };

@@ -272,11 +272,20 @@ fn three_peers_on_js_ipfs_with_the_proxy() {
     );
     assert_eq!(nodes.iter().filter(|nd| ipfs_pin_type(&rt, nd, &root).as_deref() == Some("recursive")).count(), 2);
 
-    // add through the proxy: the cluster's add, answered with Kubo's objects.
+    // add through the proxy: the cluster's add, answered with Kubo's objects (with progress,
+    // as Kubo's CLI asks on a terminal: `Bytes` every 256 KiB and at the end).
     let data = random_bytes(400_000);
-    let (code, headers, body) = request(&rt, "POST", &proxy(1, "/api/v0/add?cid-version=0"), Some(multipart(&data)), &[]).expect("proxy add");
+    let (code, headers, body) =
+        request(&rt, "POST", &proxy(1, "/api/v0/add?cid-version=0&progress=true"), Some(multipart(&data)), &[]).expect("proxy add");
     assert_eq!(code, 200, "{body}");
     assert!(headers.get("x-chunked-output").is_some());
+    let progress: Vec<u64> = body
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v.get("Hash").is_none())
+        .map(|v| v["Bytes"].as_u64().unwrap_or_default())
+        .collect();
+    assert_eq!(progress, [262_144, 400_000], "{body}");
     let last: Value = serde_json::from_str(body.lines().filter(|l| !l.trim().is_empty()).last().expect("a line")).expect("json");
     let hash = last["Hash"].as_str().expect("Hash").to_string();
     assert!(last["Size"].is_string(), "Kubo reports Size as a string: {last}");

@@ -474,7 +474,12 @@ impl Proxy {
             while let Some(item) = added.next().await {
                 match item {
                     Ok(o) => {
-                        let line = json!({ "Name": o.name, "Hash": o.cid.to_string(), "Size": o.size.to_string() });
+                        // Kubo's objects: progress (`progress=true`, the default of its CLI on a
+                        // terminal) carries `Bytes`, a finished entry `Hash` and `Size`.
+                        let line = match o.cid {
+                            Some(cid) => json!({ "Name": o.name, "Hash": cid.to_string(), "Size": o.size.to_string() }),
+                            None => json!({ "Name": o.name, "Bytes": o.bytes }),
+                        };
                         if !send_line(&tx, &line).await {
                             return;
                         }

@@ -330,10 +330,10 @@ impl Pin {
 pub struct AddedOutput {
     /// File or directory name (path relative to the add).
     pub name: String,
-    /// The resulting CID.
-    #[serde(with = "cid_string")]
-    pub cid: Cid,
-    /// Bytes processed so far (progress lines).
+    /// The resulting CID; `None` (`null`) on a progress line, which only reports `bytes`.
+    #[serde(default, with = "opt_cid_string")]
+    pub cid: Option<Cid>,
+    /// Bytes of the file read so far (progress lines) or stored (a CAR import's line).
     #[serde(default, skip_serializing_if = "is_zero_u64")]
     pub bytes: u64,
     /// Cumulative DAG size.

@@ -329,6 +329,17 @@ pub fn unixfs_size(cid: &Cid, data: &[u8]) -> u64 {
     unixfs_filesize(unixfs).unwrap_or(0)
 }
 
+/// Bytes of file content a block carries: a raw block's length, or for a dag-pb UnixFS `File`
+/// or `Raw` node the length of its own data (0 for a node that only links to its chunks).
+/// `None` for anything else: directories, symlinks, dag-cbor, blocks that do not decode.
+pub fn file_content_len(cid: &Cid, data: &[u8]) -> Option<u64> {
+    match cid.codec() {
+        RAW => Some(data.len() as u64),
+        DAG_PB => unixfs_file_data_len(decode_dag_pb(data).ok()??),
+        _ => None,
+    }
+}
+
 // ---- protobuf (dag-pb, UnixFS) ----
 
 /// A protobuf field key and the start of its value.
@@ -426,6 +437,30 @@ fn unixfs_filesize(buf: &[u8]) -> Option<u64> {
         }
     }
     kind.map(|_| size)
+}
+
+/// The length of the `Data` field of UnixFS data typed `Raw` (0) or `File` (2), 0 when absent;
+/// `None` for other types or malformed data.
+fn unixfs_file_data_len(buf: &[u8]) -> Option<u64> {
+    let mut pos = 0;
+    let (mut kind, mut len) = (None, 0);
+    while pos < buf.len() {
+        let (field, wire) = pb_key(buf, &mut pos).ok()?;
+        match (field, wire) {
+            (1, 0) => kind = Some(pb_varint(buf, &mut pos).ok()?),
+            (2, 2) => len = pb_bytes(buf, &mut pos).ok()?.len() as u64,
+            (_, 0) => {
+                pb_varint(buf, &mut pos).ok()?;
+            }
+            (_, 2) => {
+                pb_bytes(buf, &mut pos).ok()?;
+            }
+            (_, 1) => pos = pos.checked_add(8).filter(|&p| p <= buf.len())?,
+            (_, 5) => pos = pos.checked_add(4).filter(|&p| p <= buf.len())?,
+            _ => return None,
+        }
+    }
+    matches!(kind, Some(0 | 2)).then_some(len)
 }
 
 // ---- CBOR (CAR header, dag-cbor blocks) ----

@@ -80,7 +80,13 @@ pub fn unixfs_options(params: &AddParams) -> Result<AddOptions, ApiError> {
 enum Item {
     Block(Block),
     Entry(AddedEntry),
+    /// `progress=true`: bytes of the named file read so far.
+    Progress(String, u64),
 }
+
+/// With `progress=true`, a file's progress is reported each time this many more bytes of it
+/// were read, and once at its end (as the original does).
+const PROGRESS_STEP: u64 = 256 << 10;
 
 /// Sends the importer's blocks to the distributor, waiting when it is behind.
 struct ChannelSink(mpsc::Sender<Item>);
@@ -151,7 +157,8 @@ impl Cluster {
             let wrap = params.wrap_with_directory;
             tokio::task::spawn_blocking(move || car::import_car(ev_rx, item_tx, wrap).map(Some))
         } else {
-            tokio::task::spawn_blocking(move || import(options, ev_rx, item_tx).map(|_| None))
+            let progress = params.progress;
+            tokio::task::spawn_blocking(move || import(options, progress, ev_rx, item_tx).map(|_| None))
         };
         let distributor = {
             let (cluster, params, out, committed) = (self.clone(), params.clone(), out.clone(), committed.clone());
@@ -310,12 +317,19 @@ impl Cluster {
                         s.push(block).await?;
                     }
                 }
+                Item::Progress(name, bytes) => {
+                    // Not the root (a file is still being read): the held line can go first.
+                    if let Some(previous) = held.take() {
+                        send(previous).await?;
+                    }
+                    send(AddedOutput { name, cid: None, bytes, size: 0, allocations: Vec::new() }).await?;
+                }
                 Item::Entry(entry) => {
                     done.last_entry = Some(entry.cid);
                     done.entries += 1;
                     let line = AddedOutput {
                         name: entry.name,
-                        cid: entry.cid,
+                        cid: Some(entry.cid),
                         bytes: entry.bytes,
                         size: entry.size,
                         allocations: done.allocations.clone(),
@@ -359,7 +373,7 @@ impl Distributed {
     /// stored and the root's UnixFS file size.
     fn car_output(&self, car_root: Option<car::CarRoot>) -> Option<AddedOutput> {
         let root = car_root?;
-        Some(AddedOutput { name: root.name, cid: root.cid, bytes: self.bytes, size: root.size, allocations: self.allocations.clone() })
+        Some(AddedOutput { name: root.name, cid: Some(root.cid), bytes: self.bytes, size: root.size, allocations: self.allocations.clone() })
     }
 }
 
@@ -415,8 +429,8 @@ where
     tokio_stream::wrappers::ReceiverStream::new(rx).boxed()
 }
 
-/// The importer thread: part events in, blocks and entries out.
-fn import(options: AddOptions, mut events: mpsc::Receiver<PartEvent>, items: mpsc::Sender<Item>) -> Result<(), ApiError> {
+/// The importer thread: part events in, blocks and entries (and progress with `progress`) out.
+fn import(options: AddOptions, progress: bool, mut events: mpsc::Receiver<PartEvent>, items: mpsc::Sender<Item>) -> Result<(), ApiError> {
     let bad = |e: UnixfsError| match e {
         UnixfsError::Sink(_) => ApiError::new(ErrorCode::Internal, "add cancelled"),
         e => ApiError::bad_request(e.to_string()),
@@ -431,6 +445,12 @@ fn import(options: AddOptions, mut events: mpsc::Receiver<PartEvent>, items: mps
     }
     let mut current = Current::None;
     let mut unnamed = 0u32;
+    // Bytes of the current file at its last progress report.
+    let mut reported = 0u64;
+    let report = |w: &cluster_unixfs::FileWriter, reported: &mut u64| -> Result<(), ApiError> {
+        *reported = w.bytes_written();
+        items.blocking_send(Item::Progress(w.path(), *reported)).map_err(|_| ApiError::new(ErrorCode::Internal, "add cancelled"))
+    };
     let forward = |importer: &mut Importer| -> Result<(), ApiError> {
         for e in importer.take_entries() {
             items.blocking_send(Item::Entry(e)).map_err(|_| ApiError::new(ErrorCode::Internal, "add cancelled"))?;
@@ -456,11 +476,26 @@ fn import(options: AddOptions, mut events: mpsc::Receiver<PartEvent>, items: mps
                     PartKind::Symlink => Current::Symlink(path, Vec::new()),
                     PartKind::File => {
                         let path = if path.is_empty() { "file".to_string() } else { path };
+                        reported = 0;
                         Current::File(importer.begin_file(&path, &mut sink).map_err(bad)?)
                     }
                 };
             }
             PartEvent::Data(data) => match &mut current {
+                Current::File(w) if progress => {
+                    // Written in pieces that end on the steps, so each step gets its line
+                    // whatever the size of the upload's pieces.
+                    let mut rest = &data[..];
+                    while !rest.is_empty() {
+                        let room = usize::try_from(reported + PROGRESS_STEP - w.bytes_written()).unwrap_or(usize::MAX);
+                        let (now, later) = rest.split_at(room.min(rest.len()));
+                        w.write(now, &mut sink).map_err(bad)?;
+                        rest = later;
+                        if w.bytes_written() - reported >= PROGRESS_STEP {
+                            report(w, &mut reported)?;
+                        }
+                    }
+                }
                 Current::File(w) => w.write(&data, &mut sink).map_err(bad)?,
                 Current::Symlink(_, target) => {
                     if target.len() + data.len() > MAX_SYMLINK_TARGET {
@@ -473,6 +508,9 @@ fn import(options: AddOptions, mut events: mpsc::Receiver<PartEvent>, items: mps
             PartEvent::End => {
                 match std::mem::replace(&mut current, Current::None) {
                     Current::File(w) => {
+                        if progress && (w.bytes_written() > reported || reported == 0) {
+                            report(&w, &mut reported)?;
+                        }
                         importer.finish_file(w, &mut sink).map_err(bad)?;
                     }
                     Current::Symlink(path, target) => {

@@ -76,13 +76,14 @@ impl Sharder {
     /// Takes the next block; when it closes the current shard, returns that shard's output line.
     pub(super) async fn push(&mut self, block: Block) -> Result<Option<AddedOutput>, ApiError> {
         let len = block.data.len() as u64;
-        let line = if self.fill.fits(len, self.limit) { None } else { Some(self.flush().await?) };
+        let weight = shard::shard_weight(&block.cid, &block.data);
+        let line = if self.fill.fits(weight, self.limit) { None } else { Some(self.flush().await?) };
         if self.open.is_none() {
             let (allocations, destinations) = self.allocate().await?;
             tracing::debug!(shard = self.shards.len(), ?allocations, ?destinations, "shard allocated");
             self.open = Some((Fanout::open(&self.cluster, destinations), allocations));
         }
-        if self.fill.take(block.cid, len)
+        if self.fill.take(block.cid, len, weight)
             && let Some((fanout, _)) = self.open.as_mut()
         {
             fanout.push(block).await?;
@@ -142,7 +143,7 @@ impl Sharder {
         self.cluster.commit_part(pin).await?;
         self.shards.push(dag.root);
         tracing::info!(shard = n, root = %dag.root, bytes = fill.size, blocks = fill.links.len(), ?allocations, "shard pinned");
-        Ok(AddedOutput { name: format!("shard-{n}"), cid: dag.root, bytes: 0, size: fill.size, allocations })
+        Ok(AddedOutput { name: format!("shard-{n}"), cid: Some(dag.root), bytes: 0, size: fill.size, allocations })
     }
 }
 
