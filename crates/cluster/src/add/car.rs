@@ -413,42 +413,23 @@ fn decode_dag_pb(buf: &[u8]) -> Result<Option<&[u8]>, String> {
     Ok(data)
 }
 
-/// The `filesize` of UnixFS data; `None` when it is not UnixFS (no type) or malformed.
-fn unixfs_filesize(buf: &[u8]) -> Option<u64> {
-    let mut pos = 0;
-    let (mut kind, mut size) = (None, 0);
-    while pos < buf.len() {
-        let (field, wire) = pb_key(buf, &mut pos).ok()?;
-        match wire {
-            0 => {
-                let v = pb_varint(buf, &mut pos).ok()?;
-                match field {
-                    1 => kind = Some(v),
-                    3 => size = v,
-                    _ => {}
-                }
-            }
-            2 => {
-                pb_bytes(buf, &mut pos).ok()?;
-            }
-            1 => pos = pos.checked_add(8).filter(|&p| p <= buf.len())?,
-            5 => pos = pos.checked_add(4).filter(|&p| p <= buf.len())?,
-            _ => return None,
-        }
-    }
-    kind.map(|_| size)
+/// The UnixFS fields the add reads: `Type`, `filesize`, and the length of `Data`.
+struct UnixfsFields {
+    kind: Option<u64>,
+    filesize: u64,
+    data_len: u64,
 }
 
-/// The length of the `Data` field of UnixFS data typed `Raw` (0) or `File` (2), 0 when absent;
-/// `None` for other types or malformed data.
-fn unixfs_file_data_len(buf: &[u8]) -> Option<u64> {
+/// Reads UnixFS data's fields; `None` when it is malformed.
+fn unixfs_fields(buf: &[u8]) -> Option<UnixfsFields> {
     let mut pos = 0;
-    let (mut kind, mut len) = (None, 0);
+    let mut f = UnixfsFields { kind: None, filesize: 0, data_len: 0 };
     while pos < buf.len() {
         let (field, wire) = pb_key(buf, &mut pos).ok()?;
         match (field, wire) {
-            (1, 0) => kind = Some(pb_varint(buf, &mut pos).ok()?),
-            (2, 2) => len = pb_bytes(buf, &mut pos).ok()?.len() as u64,
+            (1, 0) => f.kind = Some(pb_varint(buf, &mut pos).ok()?),
+            (3, 0) => f.filesize = pb_varint(buf, &mut pos).ok()?,
+            (2, 2) => f.data_len = pb_bytes(buf, &mut pos).ok()?.len() as u64,
             (_, 0) => {
                 pb_varint(buf, &mut pos).ok()?;
             }
@@ -460,7 +441,20 @@ fn unixfs_file_data_len(buf: &[u8]) -> Option<u64> {
             _ => return None,
         }
     }
-    matches!(kind, Some(0 | 2)).then_some(len)
+    Some(f)
+}
+
+/// The `filesize` of UnixFS data; `None` when it is not UnixFS (no type) or malformed.
+fn unixfs_filesize(buf: &[u8]) -> Option<u64> {
+    let f = unixfs_fields(buf)?;
+    f.kind.map(|_| f.filesize)
+}
+
+/// The length of the `Data` field of UnixFS data typed `Raw` (0) or `File` (2), 0 when absent;
+/// `None` for other types or malformed data.
+fn unixfs_file_data_len(buf: &[u8]) -> Option<u64> {
+    let f = unixfs_fields(buf)?;
+    matches!(f.kind, Some(0 | 2)).then_some(f.data_len)
 }
 
 // ---- CBOR (CAR header, dag-cbor blocks) ----
