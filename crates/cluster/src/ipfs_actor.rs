@@ -273,6 +273,13 @@ impl IpfsConnector for IpfsClient {
         .await
     }
 
+    async fn put_own_blocks(&self, blocks: Vec<(Cid, Bytes)>) -> Result<(), IpfsError> {
+        self.call("put_blocks", Some(self.timeouts.request), move |b, _g| {
+            Box::pin(async move { b.put_own_blocks(blocks).await })
+        })
+        .await
+    }
+
     async fn block_get(&self, cid: &Cid) -> Result<Bytes, IpfsError> {
         let cid = *cid;
         self.call("block_get", Some(self.timeouts.request), move |b, _g| {
@@ -315,3 +322,35 @@ impl IpfsConnector for IpfsClient {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cluster_actors::{RestartPolicy, Supervisor};
+    use cluster_ipfs::EmbeddedConfig;
+
+    /// The client, and the supervisor that keeps its actor running while it lives.
+    fn client(backend: Arc<dyn IpfsConnector>) -> (IpfsClient, Supervisor) {
+        let supervisor = Supervisor::new("test", Duration::from_secs(1));
+        let actor = supervisor.spawn("ipfs_connector", 16, RestartPolicy::default(), move || {
+            IpfsActor::new(Arc::clone(&backend), Arc::new(Metrics::new()), 4)
+        });
+        let t = Duration::from_secs(10);
+        (IpfsClient::new(actor, IpfsTimeouts { request: t, unpin: t, repo_gc: t }), supervisor)
+    }
+
+    /// The client must reach the backend's own `put_own_blocks`: the trait's default would check
+    /// every block against its CID, hashing a whole add a second time.
+    #[tokio::test]
+    async fn own_blocks_reach_the_backend_unchecked() {
+        let node = cluster_ipfs::start_embedded(EmbeddedConfig::loopback()).await.expect("embedded node");
+        let (client, _supervisor) = client(Arc::clone(&node));
+        let cid = client.add_bytes(Bytes::from_static(b"the real content")).await.expect("add");
+        // Data that does not hash to its CID tells the two paths apart: only the checked one
+        // refuses it.
+        let other = vec![(cid, Bytes::from_static(b"other bytes"))];
+        let checked = client.put_blocks(other.clone()).await;
+        assert!(matches!(checked, Err(IpfsError::InvalidInput(_))), "put_blocks checks: {checked:?}");
+        client.put_own_blocks(other).await.expect("put_own_blocks stores without checking");
+        node.shutdown().await.expect("shutdown");
+    }
+}

@@ -5,9 +5,9 @@
 //! this project's machines, which capped a large add at under 200 MB/s). This writer keeps the
 //! same layout and the same guarantee (a block is visible under its final name only once its
 //! bytes are on disk) but overlaps the waiting: every block of a batch is written to its temp
-//! file and its writeback started at once, then the files are synced from a few threads at
-//! the same time (by then most data is on its way, so the syncs are short), and only then are
-//! they linked into place. Callers may run several batches at once.
+//! file and its writeback started at once, then the files are synced (by then most data is on
+//! its way, so the syncs are short), and only then are they renamed into place. Callers run
+//! several batches at once.
 //!
 //! The layout is rust-ipfs 0.16's (`repo/paths.rs`, private there): `<repo>/blockstore/<shard>/
 //! <key>.data`, where `key` is the block's CIDv1 in the default base (base32) and `shard` the
@@ -23,8 +23,6 @@ use cid::Cid;
 
 /// Sub-folder of the repo holding the blocks.
 pub(crate) const BLOCKSTORE_DIR: &str = "blockstore";
-/// Threads syncing one batch's files (batches are a few blocks; several batches run at once).
-const SYNC_THREADS: usize = 4;
 
 /// Where rust-ipfs keeps `cid` under `blockstore`.
 pub(crate) fn block_path(blockstore: &Path, cid: &Cid) -> PathBuf {
@@ -45,9 +43,14 @@ struct Pending {
     target: PathBuf,
 }
 
-/// Stores `blocks` under `blockstore` and returns the CIDs that were not there before. Blocks
-/// already present are left alone. On error, temp files are removed; blocks linked before the
-/// error stay (like a partial batch of rust-ipfs's own writes).
+/// Stores `blocks` under `blockstore` and returns the CIDs it wrote (those not there when it
+/// looked). Blocks already present are left alone. On error, temp files are removed; blocks
+/// renamed into place before the error stay (like a partial batch of rust-ipfs's own writes).
+///
+/// Each block costs one file creation and one rename: the shard folder is only created when
+/// the first creation in it fails, and a rename onto a block someone else stored meanwhile
+/// replaces it with the same bytes. The batch is synced on the calling thread: callers run
+/// several batches at once, which overlaps the waiting without a thread per file.
 pub(crate) fn write_blocks(blockstore: &Path, blocks: &[(Cid, Bytes)]) -> std::io::Result<Vec<Cid>> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let mut pending: Vec<(Cid, Pending)> = Vec::with_capacity(blocks.len());
@@ -62,13 +65,19 @@ pub(crate) fn write_blocks(blockstore: &Path, blocks: &[(Cid, Bytes)]) -> std::i
             continue;
         }
         let write = || -> std::io::Result<Pending> {
-            if let Some(shard) = target.parent() {
-                std::fs::create_dir_all(shard)?;
-            }
             let mut temp = target.clone().into_os_string();
             temp.push(format!(".{}.{}.tmp", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed)));
             let temp = PathBuf::from(temp);
-            let mut file = std::fs::OpenOptions::new().write(true).create_new(true).open(&temp)?;
+            let create = || std::fs::OpenOptions::new().write(true).create_new(true).open(&temp);
+            let mut file = match create() {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    if let Some(shard) = target.parent() {
+                        std::fs::create_dir_all(shard)?;
+                    }
+                    create()?
+                }
+                other => other?,
+            };
             if let Err(e) = file.write_all(data) {
                 let _ = std::fs::remove_file(&temp);
                 return Err(e);
@@ -84,22 +93,17 @@ pub(crate) fn write_blocks(blockstore: &Path, blocks: &[(Cid, Bytes)]) -> std::i
             }
         }
     }
-    if let Err(e) = sync_all(&pending) {
+    if let Err(e) = pending.iter().try_for_each(|(_, p)| p.file.sync_data()) {
         cleanup(&pending);
         return Err(e);
     }
     let mut stored = Vec::with_capacity(pending.len());
     for (i, (cid, p)) in pending.iter().enumerate() {
-        match std::fs::hard_link(&p.temp, &p.target) {
-            Ok(()) => stored.push(*cid),
-            // Someone stored the same block meanwhile: same bytes, nothing to do.
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => {
-                cleanup(&pending[i..]);
-                return Err(e);
-            }
+        if let Err(e) = std::fs::rename(&p.temp, &p.target) {
+            cleanup(&pending[i..]);
+            return Err(e);
         }
-        let _ = std::fs::remove_file(&p.temp);
+        stored.push(*cid);
     }
     Ok(stored)
 }
@@ -116,21 +120,3 @@ fn start_writeback(file: &std::fs::File) {
 
 #[cfg(not(target_os = "linux"))]
 fn start_writeback(_file: &std::fs::File) {}
-
-/// Syncs the files' data, several at a time.
-fn sync_all(pending: &[(Cid, Pending)]) -> std::io::Result<()> {
-    if pending.len() <= 1 {
-        return pending.iter().try_for_each(|(_, p)| p.file.sync_data());
-    }
-    let per_thread = pending.len().div_ceil(SYNC_THREADS);
-    std::thread::scope(|s| {
-        let workers: Vec<_> = pending
-            .chunks(per_thread)
-            .map(|group| s.spawn(move || group.iter().try_for_each(|(_, p)| p.file.sync_data())))
-            .collect();
-        workers
-            .into_iter()
-            .map(|w| w.join().unwrap_or_else(|_| Err(std::io::Error::other("sync thread panicked"))))
-            .collect::<std::io::Result<()>>()
-    })
-}
