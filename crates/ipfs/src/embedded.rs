@@ -453,9 +453,22 @@ impl EmbeddedIpfs {
 
     /// Returns the block if it is local. Identity-hash blocks are always "local": their content
     /// is the CID itself (rust-ipfs's store cannot hold them, its hash table lacks identity).
+    ///
+    /// An on-disk repo's blocks are read straight from their files, unchecked: rust-ipfs's own
+    /// read hashes every block again, which made pinning a just-added GiB cost a second of CPU.
+    /// Blocks were checked when they were stored (or built by our importer), and Kubo does not
+    /// re-hash on read by default either.
     async fn local_block(&self, ipfs: &Ipfs, cid: &Cid) -> Result<Option<Block>, IpfsError> {
         if let Some(block) = identity_block(cid) {
             return Ok(Some(block));
+        }
+        if let Some(repo) = &self.repo_path {
+            let (blockstore, key) = (repo.join(crate::flatfs::BLOCKSTORE_DIR), *cid);
+            let data = tokio::task::spawn_blocking(move || crate::flatfs::read_block(&blockstore, &key))
+                .await
+                .map_err(|e| IpfsError::Backend(format!("block read task failed: {e}")))?
+                .map_err(|e| IpfsError::Backend(format!("reading block {cid}: {e}")))?;
+            return Ok(data.map(|d| Block::new_unchecked(*cid, Bytes::from(d))));
         }
         ipfs.repo()
             .get_block_now(cid)

@@ -36,6 +36,16 @@ pub(crate) fn block_path(blockstore: &Path, cid: &Cid) -> PathBuf {
     path
 }
 
+/// Reads `cid`'s block from `blockstore` as stored, without checking it against the CID;
+/// `None` when it is not there.
+pub(crate) fn read_block(blockstore: &Path, cid: &Cid) -> std::io::Result<Option<Vec<u8>>> {
+    match std::fs::read(block_path(blockstore, cid)) {
+        Ok(data) => Ok(Some(data)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// A block being written: its temp file (open) and final name.
 struct Pending {
     file: std::fs::File,
