@@ -156,9 +156,8 @@ fn car_from_a_real_node_is_pinned_and_bad_cars_are_refused() {
     assert!(of("shard-pin") >= 2, "700 kB in 300 KiB shards: {body}");
     assert!(pins.iter().any(|p| p["type"] == "meta-pin" && p["cid"] == other_root.as_str()), "{body}");
 
-    // None of the failed adds left IPFS calls running. On an idle machine one pin call can
-    // outlive its operation by ~15 s after the sharded import (not yet explained); a call
-    // leaked for good still fails this.
+    // None of the failed adds left IPFS calls running. (The count is the actor's snapshot,
+    // which follows its calls as they end; it once waited for the next message, ~15 s here.)
     let idle = wait_until(Duration::from_secs(60), || {
         let Some((200, actors)) = http("GET", &peer.url("/health/actors")) else { return false };
         let actors: Value = serde_json::from_str(&actors).unwrap_or_default();

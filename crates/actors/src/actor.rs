@@ -147,6 +147,10 @@ pub struct Context<M> {
     observable: Arc<Mutex<serde_json::Value>>,
     // Dropping the set aborts every task in it, which ties tracked tasks to this instance.
     tracked_tasks: Mutex<JoinSet<()>>,
+    // Signalled when a tracked task ends, so the run loop refreshes the observable snapshot:
+    // state that tasks change (calls in flight) would otherwise read stale until the next
+    // message.
+    tracked_done: Arc<tokio::sync::Notify>,
 }
 
 impl<M> Context<M> {
@@ -160,6 +164,7 @@ impl<M> Context<M> {
             liveness,
             observable,
             tracked_tasks: Mutex::new(JoinSet::new()),
+            tracked_done: Arc::new(tokio::sync::Notify::new()),
         }
     }
 
@@ -204,9 +209,11 @@ impl<M> Context<M> {
                 tracing::warn!(actor = %self.name(), "tracked task panicked");
             }
         }
+        let done = Arc::clone(&self.tracked_done);
         tracked_tasks.spawn(async move {
             let _guard = guard;
             task.await;
+            done.notify_one();
         })
     }
 
@@ -276,6 +283,7 @@ pub(crate) async fn run_instance<A: Actor>(
                 let _busy = ctx.work_guard();
                 actor.tick(&ctx).await?;
             }
+            () = ctx.tracked_done.notified() => {}
         }
         ctx.refresh_observable(&actor);
     }

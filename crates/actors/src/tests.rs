@@ -345,3 +345,38 @@ async fn shutdown_stops_every_actor_in_the_tree() {
         })
     );
 }
+
+/// Runs each started job as a tracked task and shows how many are running.
+struct JobRunner {
+    running: Arc<AtomicUsize>,
+}
+
+impl Actor for JobRunner {
+    type Msg = oneshot::Receiver<()>;
+
+    async fn handle(&mut self, finish: oneshot::Receiver<()>, ctx: &Context<Self::Msg>) -> Result<(), ActorError> {
+        self.running.fetch_add(1, Ordering::SeqCst);
+        let running = Arc::clone(&self.running);
+        ctx.spawn_tracked(async move {
+            let _ = finish.await;
+            running.fetch_sub(1, Ordering::SeqCst);
+        });
+        Ok(())
+    }
+
+    fn observable_state(&self) -> serde_json::Value {
+        serde_json::json!({ "running": self.running.load(Ordering::SeqCst) })
+    }
+}
+
+#[tokio::test]
+async fn observable_state_follows_tracked_tasks_without_new_messages() {
+    let root = Supervisor::new("root", HEARTBEAT);
+    let actor = root.spawn("jobs", 8, RestartPolicy::default(), || JobRunner { running: Arc::new(AtomicUsize::new(0)) });
+    let (finish, finished) = oneshot::channel();
+    actor.send(finished).await.expect("send");
+    wait_until("the job shows as running", || health(&root, "jobs").observable["running"] == 1).await;
+    // No message follows: the snapshot must catch up on the task's end by itself.
+    finish.send(()).expect("job still waiting");
+    wait_until("the job shows as done", || health(&root, "jobs").observable["running"] == 0).await;
+}
