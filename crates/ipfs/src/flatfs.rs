@@ -53,25 +53,25 @@ struct Pending {
     target: PathBuf,
 }
 
-/// Stores `blocks` under `blockstore` and returns the CIDs it wrote (those not there when it
-/// looked). Blocks already present are left alone. On error, temp files are removed; blocks
-/// renamed into place before the error stay (like a partial batch of rust-ipfs's own writes).
+/// Stores `blocks` under `blockstore`. Blocks already present are left alone. On error, temp
+/// files are removed; blocks renamed into place before the error stay (like a partial batch of
+/// rust-ipfs's own writes).
 ///
 /// Each block costs one file creation and one rename: the shard folder is only created when
 /// the first creation in it fails, and a rename onto a block someone else stored meanwhile
 /// replaces it with the same bytes. The batch is synced on the calling thread: callers run
 /// several batches at once, which overlaps the waiting without a thread per file.
-pub(crate) fn write_blocks(blockstore: &Path, blocks: &[(Cid, Bytes)]) -> std::io::Result<Vec<Cid>> {
+pub(crate) fn write_blocks(blockstore: &Path, blocks: &[(Cid, Bytes)]) -> std::io::Result<()> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut pending: Vec<(Cid, Pending)> = Vec::with_capacity(blocks.len());
-    let cleanup = |pending: &[(Cid, Pending)]| {
-        for (_, p) in pending {
+    let mut pending: Vec<Pending> = Vec::with_capacity(blocks.len());
+    let cleanup = |pending: &[Pending]| {
+        for p in pending {
             let _ = std::fs::remove_file(&p.temp);
         }
     };
     for (cid, data) in blocks {
         let target = block_path(blockstore, cid);
-        if target.is_file() || pending.iter().any(|(_, p)| p.target == target) {
+        if target.is_file() || pending.iter().any(|p| p.target == target) {
             continue;
         }
         let write = || -> std::io::Result<Pending> {
@@ -96,26 +96,24 @@ pub(crate) fn write_blocks(blockstore: &Path, blocks: &[(Cid, Bytes)]) -> std::i
             Ok(Pending { file, temp, target: target.clone() })
         };
         match write() {
-            Ok(p) => pending.push((*cid, p)),
+            Ok(p) => pending.push(p),
             Err(e) => {
                 cleanup(&pending);
                 return Err(e);
             }
         }
     }
-    if let Err(e) = pending.iter().try_for_each(|(_, p)| p.file.sync_data()) {
+    if let Err(e) = pending.iter().try_for_each(|p| p.file.sync_data()) {
         cleanup(&pending);
         return Err(e);
     }
-    let mut stored = Vec::with_capacity(pending.len());
-    for (i, (cid, p)) in pending.iter().enumerate() {
+    for (i, p) in pending.iter().enumerate() {
         if let Err(e) = std::fs::rename(&p.temp, &p.target) {
             cleanup(&pending[i..]);
             return Err(e);
         }
-        stored.push(*cid);
     }
-    Ok(stored)
+    Ok(())
 }
 
 /// Starts writing the file's data to disk without waiting, so that by the time the batch is
