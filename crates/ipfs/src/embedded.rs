@@ -456,29 +456,33 @@ impl EmbeddedIpfs {
         }
     }
 
-    /// Returns the block if it is local. Identity-hash blocks are always "local": their content
-    /// is the CID itself (rust-ipfs's store cannot hold them, its hash table lacks identity).
+    /// Returns the block if it is local, as far as a DAG walk needs it. Identity-hash blocks are
+    /// always "local": their content is the CID itself (rust-ipfs's store cannot hold them, its
+    /// hash table lacks identity).
     ///
-    /// An on-disk repo's blocks are read straight from their files, unchecked: rust-ipfs's own
-    /// read hashes every block again, which made pinning a just-added GiB cost a second of CPU.
-    /// Blocks were checked when they were stored (or built by our importer), and Kubo does not
-    /// re-hash on read by default either.
-    async fn local_block(&self, ipfs: &Ipfs, cid: &Cid) -> Result<Option<Block>, IpfsError> {
+    /// An on-disk repo's blocks are read straight from their files, unchecked, and leaves only
+    /// as far as needed to know they have no links ([`crate::flatfs::read_for_walk`]):
+    /// rust-ipfs's own read hashes every block again, which made pinning a just-added GiB cost a
+    /// second of CPU. Blocks were checked when they were stored (or built by our importer), and
+    /// Kubo does not re-hash on read by default either.
+    async fn local_block(&self, ipfs: &Ipfs, cid: &Cid) -> Result<Option<WalkBlock>, IpfsError> {
         if let Some(block) = identity_block(cid) {
-            return Ok(Some(block));
+            return Ok(Some(WalkBlock::Block(block)));
         }
         if let Some(blockstore) = self.blockstore_dir() {
             let key = *cid;
-            let data = tokio::task::spawn_blocking(move || crate::flatfs::read_block(&blockstore, &key))
+            let walked = tokio::task::spawn_blocking(move || crate::flatfs::read_for_walk(&blockstore, &key))
                 .await
                 .map_err(|e| IpfsError::Backend(format!("block read task failed: {e}")))?
                 .map_err(|e| IpfsError::Backend(format!("reading block {cid}: {e}")))?;
-            return Ok(data.map(|d| Block::new_unchecked(*cid, Bytes::from(d))));
+            return Ok(match walked {
+                crate::flatfs::Walked::Absent => None,
+                crate::flatfs::Walked::NoLinks => Some(WalkBlock::NoLinks),
+                crate::flatfs::Walked::Bytes(d) => Some(WalkBlock::Block(Block::new_unchecked(*cid, Bytes::from(d)))),
+            });
         }
-        ipfs.repo()
-            .get_block_now(cid)
-            .await
-            .map_err(IpfsError::backend)
+        let block = ipfs.repo().get_block_now(cid).await.map_err(IpfsError::backend)?;
+        Ok(block.map(WalkBlock::Block))
     }
 
     /// Every CID reachable from `root` among local blocks (root excluded): the reference set a
@@ -491,7 +495,7 @@ impl EmbeddedIpfs {
             let Some(block) = self.local_block(ipfs, &cid).await? else {
                 continue;
             };
-            for link in block_links(&block)? {
+            for link in block.links()? {
                 if seen.insert(link) {
                     refs.push(link);
                     queue.push_back(link);
@@ -509,7 +513,7 @@ impl EmbeddedIpfs {
         ipfs: &Ipfs,
         cid: Cid,
         registration: &Registration<'_>,
-    ) -> Result<Block, IpfsError> {
+    ) -> Result<WalkBlock, IpfsError> {
         let mut attempt: u64 = 0;
         loop {
             {
@@ -534,7 +538,7 @@ impl EmbeddedIpfs {
                         ipfs.put_block(&block).await.map_err(IpfsError::backend)?;
                     }
                     registration.protect(&cid);
-                    return Ok(block);
+                    return Ok(WalkBlock::Block(block));
                 }
                 Err(e) => {
                     if !ipfs.repo().is_online() {
@@ -646,7 +650,7 @@ impl EmbeddedIpfs {
                 let _ = progress.try_send(fetched);
                 continue;
             }
-            for link in block_links(&block)? {
+            for link in block.links()? {
                 if seen.insert(link) {
                     refs.push(link);
                     queue.push_back((link, depth + 1));
@@ -672,6 +676,23 @@ impl Drop for EmbeddedIpfs {
                 // without a runtime the swarm task is gone already; releasing the handle suffices
                 Err(_) => drop(ipfs),
             }
+        }
+    }
+}
+
+/// A block as a DAG walk gets it.
+enum WalkBlock {
+    /// Its bytes.
+    Block(Block),
+    /// Known to have no links, its bytes left unread.
+    NoLinks,
+}
+
+impl WalkBlock {
+    fn links(&self) -> Result<Vec<Cid>, IpfsError> {
+        match self {
+            WalkBlock::Block(block) => block_links(block),
+            WalkBlock::NoLinks => Ok(Vec::new()),
         }
     }
 }

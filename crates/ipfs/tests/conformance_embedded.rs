@@ -619,6 +619,34 @@ async fn batched_block_writes_are_rust_ipfs_blocks() {
         let (tx, _rx) = tokio::sync::mpsc::channel(16);
         node.pin(&root, PinMode::Recursive, tx).await.expect("pin from local blocks");
         assert_eq!(node.cat(&root).await.expect("cat"), data);
+        assert_indirect(&node, &batch[..batch.len() - 1]).await;
+
+        // Raw 1 KiB leaves under two levels of nodes of up to 174 links (about 8 KiB each, so
+        // written partly past the page cache and partly through it): the walk must find every
+        // leaf through the nodes, and knows the raw leaves have no links without reading them.
+        let deep_data = pseudo_random_bytes(unique_seed(), 200 * 1024);
+        let deep_options = cluster_unixfs::AddOptions {
+            chunker: "size-1024".parse().expect("chunker"),
+            raw_leaves: Some(true),
+            ..Default::default()
+        };
+        let mut deep_blocks: Vec<cluster_unixfs::Block> = Vec::new();
+        let deep_root = cluster_unixfs::import_bytes(&deep_data, &deep_options, &mut deep_blocks).expect("import").cid;
+        let deep: Vec<(Cid, bytes::Bytes)> = deep_blocks.into_iter().map(|b| (b.cid, b.data)).collect();
+        assert!(deep.len() > 200 + 2, "two levels of nodes above the leaves");
+        node.put_own_blocks(deep.clone()).await.expect("store the deep dag");
+        let (tx, _rx) = tokio::sync::mpsc::channel(16);
+        node.pin(&deep_root, PinMode::Recursive, tx).await.expect("pin the deep dag");
+        assert_eq!(node.cat(&deep_root).await.expect("cat"), deep_data);
+        assert_indirect(&node, &deep[..deep.len() - 1]).await;
+
+        // a block as peers send it, at an address of no particular alignment
+        let mut padded = vec![0u8];
+        padded.extend_from_slice(&pseudo_random_bytes(unique_seed(), 3 * 4096 + 5));
+        let unaligned = bytes::Bytes::from(padded).slice(1..);
+        let unaligned_cid = cluster_ipfs::block_cid(&unaligned, cluster_ipfs::CODEC_RAW).expect("cid");
+        node.put_blocks(vec![(unaligned_cid, unaligned.clone())]).await.expect("store an unaligned block");
+        assert_eq!(node.block_get(&unaligned_cid).await.expect("block get"), unaligned);
         let wrong = (batch[0].0, bytes::Bytes::from_static(b"other bytes"));
         let fresh = pseudo_random_bytes(unique_seed(), 1000);
         let fresh_cid = cluster_ipfs::block_cid(&fresh, cluster_ipfs::CODEC_RAW).expect("cid");
@@ -640,4 +668,15 @@ async fn batched_block_writes_are_rust_ipfs_blocks() {
         node.stop().await;
     })
     .await;
+}
+
+/// Every block but a pin's root is held by it indirectly: the pin's walk reached it.
+async fn assert_indirect(node: &EmbeddedIpfs, below_root: &[(Cid, bytes::Bytes)]) {
+    for (cid, _) in below_root {
+        assert_eq!(
+            node.pin_ls_cid(cid).await.expect("pin ls"),
+            IpfsPinStatus::Indirect,
+            "block {cid} below the root"
+        );
+    }
 }

@@ -2,7 +2,6 @@
 
 use std::io::{ErrorKind, Read};
 
-use bytes::Bytes;
 use cid::Cid;
 
 use crate::chunker::Splitter;
@@ -152,7 +151,7 @@ fn make_leaf(settings: &Settings, chunk: &[u8], kind: DataType) -> Result<(Block
     if settings.raw_leaves {
         let cid = settings.raw_cid(chunk)?;
         let link = FileLink { cid, tsize: filesize, filesize };
-        return Ok((Block { cid, data: Bytes::copy_from_slice(chunk) }, link));
+        return Ok((Block { cid, data: pb::page_aligned(chunk.len(), |buf| buf.extend_from_slice(chunk)) }, link));
     }
     let bytes = pb::encode_node(
         &[],
@@ -166,7 +165,7 @@ fn make_leaf(settings: &Settings, chunk: &[u8], kind: DataType) -> Result<(Block
     );
     let cid = settings.node_cid(&bytes)?;
     let link = FileLink { cid, tsize: bytes.len() as u64, filesize };
-    Ok((Block { cid, data: bytes.into() }, link))
+    Ok((Block { cid, data: bytes }, link))
 }
 
 /// Imports everything `reader` yields as one file.

@@ -200,7 +200,7 @@ impl Importer {
         );
         let cid = self.settings.node_cid(&bytes)?;
         let size = bytes.len() as u64;
-        sink.put_block(Block { cid, data: bytes.into() })?;
+        sink.put_block(Block { cid, data: bytes })?;
         self.insert_done(&parts, FileRoot { cid, size, bytes: target.len() as u64 })
     }
 
@@ -313,7 +313,7 @@ fn emit_dir(
     );
     let cid = settings.node_cid(&block)?;
     let size = block.len() as u64 + links.iter().map(|(_, _, s)| s).sum::<u64>();
-    sink.put_block(Block { cid, data: block.into() })?;
+    sink.put_block(Block { cid, data: block })?;
     let entry = AddedEntry { name: path, cid, size, bytes };
     entries.push(entry.clone());
     Ok(entry)

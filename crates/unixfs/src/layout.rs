@@ -39,7 +39,7 @@ pub(crate) fn emit_file_node(
     );
     let cid = settings.node_cid(&bytes)?;
     let tsize = bytes.len() as u64 + children.iter().map(|c| c.tsize).sum::<u64>();
-    sink.put_block(Block { cid, data: bytes.into() })?;
+    sink.put_block(Block { cid, data: bytes })?;
     Ok(FileLink { cid, tsize, filesize })
 }
 

@@ -68,4 +68,5 @@ pub use file::{FileImporter, FileRoot, import_bytes, import_reader};
 pub use fs::add_paths;
 pub use hash::HashFunction;
 pub use importer::{AddedEntry, FileWriter, ImportResult, Importer, MAX_PATH_DEPTH};
+pub use pb::{BLOCK_ALIGN, DATA_ONLY_PREFIX, dag_pb_is_data_only};
 pub use options::{AddOptions, DAG_PB, HAMT_SHARDING_THRESHOLD, Layout, MAX_LINKS, RAW};

@@ -4,6 +4,7 @@
 //! before `Data` (field 1); Kubo writes every link's `Name` even when empty and always
 //! writes `Tsize`; UnixFS fields come in field-number order with `blocksizes` unpacked.
 
+use bytes::Bytes;
 use cid::Cid;
 
 /// UnixFS `Data.Type` values.
@@ -110,18 +111,62 @@ impl UnixfsData<'_> {
 }
 
 /// Encodes a dag-pb node: links first, then the UnixFS data.
-pub(crate) fn encode_node(links: &[PbLink<'_>], data: &UnixfsData<'_>) -> Vec<u8> {
+pub(crate) fn encode_node(links: &[PbLink<'_>], data: &UnixfsData<'_>) -> Bytes {
     let data_len = data.encoded_len();
     let total = links.iter().map(PbLink::encoded_len).sum::<usize>() + field_len(data_len);
-    let mut buf = Vec::with_capacity(total);
-    for link in links {
-        link.write(&mut buf);
+    page_aligned(total, |buf| {
+        for link in links {
+            link.write(buf);
+        }
+        buf.push(0x0a);
+        put_varint(buf, data_len as u64);
+        data.write(buf);
+    })
+}
+
+/// Blocks of at least this many bytes start on a boundary of this many: a store that writes
+/// them past the page cache (`O_DIRECT`, which needs aligned memory) takes them as they are
+/// instead of copying each to an aligned buffer first.
+pub const BLOCK_ALIGN: usize = 4096;
+
+/// A block of `len` bytes written by `fill`, starting on a [`BLOCK_ALIGN`] boundary when it is
+/// that long. The alignment costs at most one page per block in flight and no copy: the bytes
+/// are a view into the padded allocation.
+pub(crate) fn page_aligned(len: usize, fill: impl FnOnce(&mut Vec<u8>)) -> Bytes {
+    if len < BLOCK_ALIGN {
+        let mut buf = Vec::with_capacity(len);
+        fill(&mut buf);
+        debug_assert_eq!(buf.len(), len);
+        return Bytes::from(buf);
     }
-    buf.push(0x0a);
-    put_varint(&mut buf, data_len as u64);
-    data.write(&mut buf);
-    debug_assert_eq!(buf.len(), total);
-    buf
+    let mut buf: Vec<u8> = Vec::with_capacity(len + BLOCK_ALIGN - 1);
+    let pad = buf.as_ptr().align_offset(BLOCK_ALIGN);
+    buf.resize(pad, 0);
+    fill(&mut buf);
+    debug_assert_eq!(buf.len(), pad + len);
+    Bytes::from(buf).slice(pad..)
+}
+
+/// Bytes of a block's start that [`dag_pb_is_data_only`] looks at: a tag and a length varint.
+pub const DATA_ONLY_PREFIX: usize = 11;
+
+/// Whether a dag-pb block of `block_len` bytes starting with `prefix` is one `Data` field from
+/// end to end, so has no links (a UnixFS leaf), whatever its data holds. A DAG walk can then
+/// skip reading the rest of the block, most of a file's bytes. `false` when the prefix cannot
+/// tell (too short, another field first, or data that ends before the block does).
+pub fn dag_pb_is_data_only(prefix: &[u8], block_len: u64) -> bool {
+    let Some((&0x0a, rest)) = prefix.split_first() else {
+        return false;
+    };
+    let mut len = 0u64;
+    for (i, &byte) in rest.iter().enumerate().take(10) {
+        len |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            // tag byte, i + 1 varint bytes, then exactly the rest of the block
+            return len.checked_add(i as u64 + 2) == Some(block_len);
+        }
+    }
+    false
 }
 
 #[cfg(test)]
@@ -152,6 +197,57 @@ mod tests {
         assert_eq!(leaf, want);
         let empty_dir =
             encode_node(&[], &UnixfsData { kind: DataType::Directory, data: None, filesize: None, blocksizes: &[] });
-        assert_eq!(empty_dir, [0x0a, 0x02, 0x08, 0x01]);
+        assert_eq!(empty_dir, [0x0a, 0x02, 0x08, 0x01][..]);
+    }
+
+    #[test]
+    fn large_blocks_start_on_a_page_boundary() {
+        for len in [BLOCK_ALIGN - 1, BLOCK_ALIGN, 262_158, 1 << 20] {
+            let data = vec![3u8; len];
+            let block = page_aligned(len, |buf| buf.extend_from_slice(&data));
+            assert_eq!(block, data);
+            if len >= BLOCK_ALIGN {
+                assert_eq!(block.as_ptr().align_offset(BLOCK_ALIGN), 0, "{len} bytes");
+            }
+        }
+        let leaf = encode_node(
+            &[],
+            &UnixfsData { kind: DataType::File, data: Some(&[1; 8192]), filesize: Some(8192), blocksizes: &[] },
+        );
+        assert_eq!(leaf.as_ptr().align_offset(BLOCK_ALIGN), 0);
+    }
+
+    #[test]
+    fn data_only_blocks_are_told_from_their_prefix() {
+        let data = vec![7u8; 300];
+        let leaf = encode_node(
+            &[],
+            &UnixfsData { kind: DataType::File, data: Some(&data), filesize: Some(300), blocksizes: &[] },
+        );
+        let prefix = &leaf[..DATA_ONLY_PREFIX];
+        assert!(dag_pb_is_data_only(prefix, leaf.len() as u64));
+        // more bytes after the data field (links written after it), or fewer
+        assert!(!dag_pb_is_data_only(prefix, leaf.len() as u64 + 1));
+        assert!(!dag_pb_is_data_only(prefix, leaf.len() as u64 - 1));
+        // a prefix cut inside the length varint cannot tell
+        assert!(!dag_pb_is_data_only(&leaf[..2], leaf.len() as u64));
+        assert!(!dag_pb_is_data_only(&[], 0));
+
+        let empty_dir =
+            encode_node(&[], &UnixfsData { kind: DataType::Directory, data: None, filesize: None, blocksizes: &[] });
+        assert!(dag_pb_is_data_only(&empty_dir, empty_dir.len() as u64));
+
+        let child = Cid::new_v1(0x55, multihash::Multihash::<64>::wrap(0x12, &[1; 32]).unwrap());
+        let parent = encode_node(
+            &[PbLink { cid: &child, name: "", tsize: 300 }],
+            &UnixfsData { kind: DataType::File, data: None, filesize: Some(300), blocksizes: &[300] },
+        );
+        assert!(!dag_pb_is_data_only(&parent[..DATA_ONLY_PREFIX], parent.len() as u64));
+
+        // a length varint longer than any block: never a match, never an overflow
+        let mut huge = vec![0x0a];
+        huge.extend_from_slice(&[0xff; 9]);
+        huge.push(0x01);
+        assert!(!dag_pb_is_data_only(&huge, u64::MAX));
     }
 }
