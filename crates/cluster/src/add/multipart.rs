@@ -105,9 +105,17 @@ pub struct MultipartParser {
     /// `\r\n--boundary`.
     delimiter: Vec<u8>,
     buf: BytesMut,
+    /// In the body state, how many bytes at the front of `buf` are known not to start a
+    /// delimiter: data waits to fill a piece, and each push searches only what is new.
+    scanned: usize,
     state: State,
     finder: memchr::memmem::Finder<'static>,
 }
+
+/// File data is handed out in pieces of about this many bytes (fewer at a part's end): the
+/// importer cuts most chunks straight out of pieces this large, where network-sized ones
+/// (tens of KiB) must first be copied together into each chunk.
+const DATA_PIECE: usize = 1 << 20;
 
 impl MultipartParser {
     /// A parser for parts separated by `boundary`.
@@ -117,11 +125,15 @@ impl MultipartParser {
         let mut buf = BytesMut::with_capacity(64 * 1024);
         // The first delimiter has no CRLF before it; pretend it had.
         buf.extend_from_slice(b"\r\n");
-        MultipartParser { delimiter, buf, state: State::Preamble, finder }
+        MultipartParser { delimiter, buf, scanned: 0, state: State::Preamble, finder }
     }
 
     /// Appends body bytes.
     pub fn push(&mut self, data: &[u8]) {
+        if self.buf.capacity() - self.buf.len() < data.len() {
+            // room for a whole piece at once: growing by doubling would copy it several times
+            self.buf.reserve(data.len().max(DATA_PIECE));
+        }
         self.buf.extend_from_slice(data);
     }
 
@@ -201,7 +213,9 @@ impl MultipartParser {
                     return Ok(Some(PartEvent::Begin(header)));
                 }
                 State::Body => {
-                    if let Some(i) = self.finder.find(&self.buf) {
+                    if let Some(i) = self.finder.find(&self.buf[self.scanned..]) {
+                        let i = self.scanned + i;
+                        self.scanned = 0;
                         if i > 0 {
                             return Ok(Some(PartEvent::Data(self.buf.split_to(i).freeze())));
                         }
@@ -209,8 +223,11 @@ impl MultipartParser {
                         self.state = State::AfterDelimiter;
                         return Ok(Some(PartEvent::End));
                     }
+                    // the last bytes may be the start of a delimiter
                     let keep = self.delimiter.len() - 1;
-                    if self.buf.len() > keep {
+                    self.scanned = self.buf.len().saturating_sub(keep);
+                    if self.buf.len() >= DATA_PIECE + keep {
+                        self.scanned = 0;
                         let n = self.buf.len() - keep;
                         return Ok(Some(PartEvent::Data(self.buf.split_to(n).freeze())));
                     }
@@ -302,7 +319,7 @@ mod tests {
         b
     }
 
-    fn parse_in_pieces(data: &[u8], piece: usize) -> Result<Vec<PartEvent>, MultipartError> {
+    fn events_in_pieces(data: &[u8], piece: usize) -> Result<Vec<PartEvent>, MultipartError> {
         let mut p = MultipartParser::new("XyZ");
         let mut events = Vec::new();
         for chunk in data.chunks(piece.max(1)) {
@@ -312,6 +329,11 @@ mod tests {
             }
         }
         p.finish()?;
+        Ok(events)
+    }
+
+    fn parse_in_pieces(data: &[u8], piece: usize) -> Result<Vec<PartEvent>, MultipartError> {
+        let events = events_in_pieces(data, piece)?;
         // Merge data events so results compare regardless of piece size.
         let mut merged: Vec<PartEvent> = Vec::new();
         for e in events {
@@ -353,6 +375,33 @@ mod tests {
         assert!(boundary_of("application/json").is_err());
         assert!(boundary_of("multipart/form-data").is_err());
         assert_eq!(boundary_of("multipart/form-data; boundary=\"ab c\"").unwrap(), "ab c");
+    }
+
+    #[test]
+    fn large_parts_come_whole_in_large_pieces() {
+        let mut data: Vec<u8> = (0..3 * DATA_PIECE + 12_345).map(|i| (i % 251) as u8).collect();
+        // near-delimiters around where pieces end
+        for at in [DATA_PIECE - 4, DATA_PIECE + 2, 2 * DATA_PIECE - 1, 3 * DATA_PIECE] {
+            data[at..at + 6].copy_from_slice(b"\r\n--Xy");
+        }
+        let mut body = b"--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f\"\r\n\r\n".to_vec();
+        body.extend_from_slice(&data);
+        body.extend_from_slice(b"\r\n--XyZ--\r\n");
+        for piece in [1000, 64 << 10, DATA_PIECE + 1, 5 << 20] {
+            let events = events_in_pieces(&body, piece).unwrap();
+            let pieces: Vec<&Bytes> = events
+                .iter()
+                .filter_map(|e| match e {
+                    PartEvent::Data(d) => Some(d),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(pieces.iter().flat_map(|d| d.iter().copied()).collect::<Vec<u8>>(), data, "pieces of {piece}");
+            let (last, whole) = pieces.split_last().unwrap();
+            assert!(whole.iter().all(|d| d.len() >= DATA_PIECE), "pieces of {piece}: all but the last at least a data piece");
+            assert!(!last.is_empty());
+            assert_eq!(events.last(), Some(&PartEvent::End));
+        }
     }
 
     proptest! {
