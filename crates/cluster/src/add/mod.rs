@@ -37,8 +37,9 @@ use crate::cluster::Cluster;
 use crate::monitor::MonitorMsg;
 pub use multipart::{MultipartError, MultipartParser, PartEvent, PartHeader, PartKind, boundary_of};
 
-/// Part events waiting for the importer.
-const EVENT_QUEUE: usize = 8;
+/// Part events waiting for the importer (at each of two hand-offs). File data comes in pieces
+/// of about 1 MiB, so a few suffice; more only hold memory.
+const EVENT_QUEUE: usize = 2;
 /// Blocks waiting for the distributor.
 const BLOCK_QUEUE: usize = 16;
 /// Batches waiting per destination (each up to `MAX_BLOCK_PUT_BYTES`).
