@@ -163,12 +163,13 @@ fn write_temp(temp: &Path, target: &Path, data: &[u8], scratch: &mut AlignedScra
         } else {
             scratch.holding(&data[..head])
         };
-        let direct = file.write_all_at(aligned, 0);
-        clear_direct(&file)?;
-        match direct {
+        match file.write_all_at(aligned, 0) {
             Ok(()) => written = head,
             Err(e) if is_direct_refusal(&e) => disable_direct_writes(&e),
             Err(e) => return Err(e),
+        }
+        if written < data.len() {
+            clear_direct(&file)?;
         }
     }
     file.write_all_at(&data[written..], written as u64)?;
@@ -272,8 +273,8 @@ fn clear_direct(_file: &std::fs::File) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Starts writing the file's data to disk without waiting, so that by the time the batch is
-/// synced most of it is there and the sync mostly waits for the journal commit.
+/// Starts writing the file's cached data (a direct write's tail, or all of a buffered one) to
+/// disk without waiting, so that by the time the batch is synced most of it is there.
 #[cfg(target_os = "linux")]
 fn start_writeback(file: &std::fs::File) {
     use std::os::fd::AsRawFd as _;

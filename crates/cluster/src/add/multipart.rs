@@ -108,6 +108,8 @@ pub struct MultipartParser {
     /// In the body state, how many bytes at the front of `buf` are known not to start a
     /// delimiter: data waits to fill a piece, and each push searches only what is new.
     scanned: usize,
+    /// Hand out the body data held so far even though it is less than a piece (once).
+    release: bool,
     state: State,
     finder: memchr::memmem::Finder<'static>,
 }
@@ -125,7 +127,7 @@ impl MultipartParser {
         let mut buf = BytesMut::with_capacity(64 * 1024);
         // The first delimiter has no CRLF before it; pretend it had.
         buf.extend_from_slice(b"\r\n");
-        MultipartParser { delimiter, buf, scanned: 0, state: State::Preamble, finder }
+        MultipartParser { delimiter, buf, scanned: 0, release: false, state: State::Preamble, finder }
     }
 
     /// Appends body bytes.
@@ -135,6 +137,18 @@ impl MultipartParser {
             self.buf.reserve(data.len().max(DATA_PIECE));
         }
         self.buf.extend_from_slice(data);
+    }
+
+    /// True while file data waits for more to fill a piece: the caller should
+    /// [`release`](Self::release_data) it when no more comes for a while, so that a slow upload
+    /// is still imported as it arrives.
+    pub fn holds_data(&self) -> bool {
+        self.state == State::Body && self.buf.len() >= self.delimiter.len()
+    }
+
+    /// Lets the next [`next_event`](Self::next_event) hand out the data held, however little.
+    pub fn release_data(&mut self) {
+        self.release = true;
     }
 
     /// True once the closing delimiter was read.
@@ -226,8 +240,9 @@ impl MultipartParser {
                     // the last bytes may be the start of a delimiter
                     let keep = self.delimiter.len() - 1;
                     self.scanned = self.buf.len().saturating_sub(keep);
-                    if self.buf.len() >= DATA_PIECE + keep {
+                    if self.buf.len() >= DATA_PIECE + keep || (self.release && self.buf.len() > keep) {
                         self.scanned = 0;
+                        self.release = false;
                         let n = self.buf.len() - keep;
                         return Ok(Some(PartEvent::Data(self.buf.split_to(n).freeze())));
                     }
@@ -402,6 +417,22 @@ mod tests {
             assert!(!last.is_empty());
             assert_eq!(events.last(), Some(&PartEvent::End));
         }
+    }
+
+    #[test]
+    fn held_data_is_released_on_request() {
+        let mut p = MultipartParser::new("XyZ");
+        p.push(b"--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f\"\r\n\r\n");
+        assert!(matches!(p.next_event(), Ok(Some(PartEvent::Begin(_)))));
+        p.push(&[5u8; 1000]);
+        assert_eq!(p.next_event(), Ok(None), "less than a piece waits for more");
+        assert!(p.holds_data());
+        p.release_data();
+        let keep = p.delimiter.len() - 1;
+        assert_eq!(p.next_event(), Ok(Some(PartEvent::Data(Bytes::from(vec![5u8; 1000 - keep])))));
+        assert_eq!(p.next_event(), Ok(None));
+        p.push(&[6u8; 1000]);
+        assert_eq!(p.next_event(), Ok(None), "a release lets out what was held once");
     }
 
     proptest! {
