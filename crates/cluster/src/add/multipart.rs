@@ -230,6 +230,8 @@ impl MultipartParser {
                     if let Some(i) = self.finder.find(&self.buf[self.scanned..]) {
                         let i = self.scanned + i;
                         self.scanned = 0;
+                        // the part ends here: a release asked for its data does not carry over
+                        self.release = false;
                         if i > 0 {
                             return Ok(Some(PartEvent::Data(self.buf.split_to(i).freeze())));
                         }
