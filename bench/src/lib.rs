@@ -98,6 +98,12 @@ impl Daemon {
         Ok(d)
     }
 
+    /// Leaves the peer's folder on disk when the daemon is dropped; the caller removes it
+    /// (or a folder holding it) later.
+    pub fn keep_files(&mut self) {
+        self.dir.disable_cleanup(true);
+    }
+
     /// The config folder.
     pub fn path(&self) -> &Path {
         self.dir.path()
@@ -142,6 +148,14 @@ pub fn cpu_secs(pid: u32) -> (f64, f64) {
     let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) as f64 / 100.0;
     // utime and stime are fields 14 and 15 of stat(5); 12 and 13 counted after the name.
     (ticks(11), ticks(12))
+}
+
+/// Minor page faults the process has taken so far (Linux `/proc`; 0 where unreadable): each is
+/// a page of fresh memory touched, which costs kernel time when buffers are not reused.
+pub fn minor_faults(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // minflt is field 10 of stat(5); 8 counted after the name.
+    stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(7)).and_then(|v| v.parse().ok()).unwrap_or(0)
 }
 
 /// The n-th synthetic CID: an identity CID, so pinning it needs no content from anywhere.

@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use cluster_bench::{Daemon, cpu_secs, rss_kib, service_binary};
+use cluster_bench::{Daemon, cpu_secs, minor_faults, rss_kib, service_binary};
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
 
@@ -71,6 +71,10 @@ struct Opts {
     /// loaded (page cache, memory the VM host must hand back).
     #[arg(long, default_value_t = 2)]
     rounds: u32,
+    /// Leave the test file and the repos on disk (their folder is printed), so that runs
+    /// back to back are not slowed by the deletion of the last one's.
+    #[arg(long)]
+    keep: bool,
 }
 
 /// One timed add through the cluster REST API.
@@ -80,6 +84,10 @@ struct OurRun {
     pinned_after: Duration,
     cpu_user: f64,
     cpu_sys: f64,
+    faults: u64,
+    /// This process, which sends the upload: CPU seconds (user + system) and page faults.
+    client_cpu: f64,
+    client_faults: u64,
     rss_idle_kib: u64,
     rss_peak_kib: u64,
     rss_end_kib: u64,
@@ -88,14 +96,19 @@ struct OurRun {
 
 /// Starts a fresh peer under `work`, adds `file` (local, rf 1) and waits until it is pinned.
 async fn our_add(service: &Path, work: &Path, client: &reqwest::Client, file: &Path) -> Result<OurRun> {
-    let daemon = Daemon::start_in(work, service, |_| {}, &[])?;
+    let mut daemon = Daemon::start_in(work, service, |_| {}, &[])?;
+    // Removed with `work` at the end, not between rounds (see the note on ext4 in `main`).
+    daemon.keep_files();
     let pid = daemon.child.id();
     let (rss_idle_kib, _) = rss_kib(pid);
     let sampler = RssSampler::start(pid);
     settle();
-    let (user0, sys0) = cpu_secs(pid);
+    let me = std::process::id();
+    let ((user0, sys0), faults0) = (cpu_secs(pid), minor_faults(pid));
+    let ((me_user0, me_sys0), me_faults0) = (cpu_secs(me), minor_faults(me));
     let (root, took) = cluster_add(client, &daemon, "local=true", file).await?;
-    let (user1, sys1) = cpu_secs(pid);
+    let ((user1, sys1), faults1) = (cpu_secs(pid), minor_faults(pid));
+    let ((me_user1, me_sys1), me_faults1) = (cpu_secs(me), minor_faults(me));
     let rss_peak_kib = sampler.peak_kib();
     let pin_started = Instant::now();
     wait_pinned(client, &daemon, &root).await?;
@@ -108,6 +121,9 @@ async fn our_add(service: &Path, work: &Path, client: &reqwest::Client, file: &P
         pinned_after,
         cpu_user: user1 - user0,
         cpu_sys: sys1 - sys0,
+        faults: faults1 - faults0,
+        client_cpu: (me_user1 - me_user0) + (me_sys1 - me_sys0),
+        client_faults: me_faults1 - me_faults0,
         rss_idle_kib,
         rss_peak_kib,
         rss_end_kib,
@@ -411,13 +427,17 @@ fn verdict(ok: bool) -> &'static str {
 async fn main() -> Result<()> {
     let opts = Opts::parse();
     let service = service_binary(opts.service.clone())?;
-    let work = match &opts.dir {
+    let mut work = match &opts.dir {
         Some(d) => {
             std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
             tempfile::tempdir_in(d)?
         }
         None => tempfile::tempdir()?,
     };
+    if opts.keep {
+        work.disable_cleanup(true);
+        println!("keeping  {}", work.path().display());
+    }
     let len = opts.mib << 20;
     let file = work.path().join(format!("random-{}MiB.bin", opts.mib));
     let tiny = work.path().join("tiny.txt");
@@ -447,9 +467,10 @@ async fn main() -> Result<()> {
     let mut kubo: Option<(String, f64)> = None;
     let mut best: Option<OurRun> = None;
     let mut hwm = 0;
-    // Repos stay until the end: deleting thousands of block files between runs would slow the
-    // next run down on ext4 without a journal, which skips recently freed inodes when it
-    // creates files (a scan that costs up to about 1 ms per new file).
+    // Repos (Kubo's and our peers') stay until the end: deleting thousands of block files
+    // between runs would slow the next run down on ext4 without a journal, which skips
+    // recently freed inodes when it creates files (a scan that costs up to about 1 ms per new
+    // file).
     for round in 1..=opts.rounds.max(1) {
         if let Some(lib) = &lib {
             // The tiny add first: repo creation and node setup are not timed against the file.
@@ -476,11 +497,14 @@ async fn main() -> Result<()> {
             run.pinned_after.as_secs_f64()
         );
         println!(
-            "daemon   round {round}: cpu during the add {:.2}s user, {:.2}s system ({:.2} of {cores} cores); rss idle {} MiB, \
-             sampled peak during the add {} MiB, after {} MiB, VmHWM {} MiB",
+            "daemon   round {round}: cpu during the add {:.2}s user, {:.2}s system ({:.2} of {cores} cores), {} page faults; \
+             client {:.2}s cpu, {} page faults; rss idle {} MiB, sampled peak during the add {} MiB, after {} MiB, VmHWM {} MiB",
             run.cpu_user,
             run.cpu_sys,
             (run.cpu_user + run.cpu_sys) / run.took.as_secs_f64(),
+            run.faults,
+            run.client_cpu,
+            run.client_faults,
             run.rss_idle_kib / 1024,
             run.rss_peak_kib / 1024,
             run.rss_end_kib / 1024,

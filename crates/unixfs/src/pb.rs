@@ -81,9 +81,14 @@ pub(crate) struct UnixfsData<'a> {
 
 impl UnixfsData<'_> {
     fn encoded_len(&self) -> usize {
+        self.encoded_len_with(self.data.map(<[u8]>::len))
+    }
+
+    /// The encoded length with `data_len` bytes of data (none: the field left out).
+    fn encoded_len_with(&self, data_len: Option<usize>) -> usize {
         let mut n = 2; // Type: tag + one-byte varint
-        if let Some(d) = self.data {
-            n += field_len(d.len());
+        if let Some(d) = data_len {
+            n += field_len(d);
         }
         if let Some(s) = self.filesize {
             n += 1 + varint_len(s);
@@ -92,13 +97,25 @@ impl UnixfsData<'_> {
     }
 
     fn write(&self, buf: &mut Vec<u8>) {
-        buf.push(0x08);
-        buf.push(self.kind as u8);
+        self.write_head(buf, self.data.map(<[u8]>::len));
         if let Some(d) = self.data {
-            buf.push(0x12);
-            put_varint(buf, d.len() as u64);
             buf.extend_from_slice(d);
         }
+        self.write_tail(buf);
+    }
+
+    /// The fields before the data's bytes, for `data_len` bytes of data.
+    fn write_head(&self, buf: &mut Vec<u8>, data_len: Option<usize>) {
+        buf.push(0x08);
+        buf.push(self.kind as u8);
+        if let Some(len) = data_len {
+            buf.push(0x12);
+            put_varint(buf, len as u64);
+        }
+    }
+
+    /// The fields after the data's bytes.
+    fn write_tail(&self, buf: &mut Vec<u8>) {
         if let Some(s) = self.filesize {
             buf.push(0x18);
             put_varint(buf, s);
@@ -108,6 +125,18 @@ impl UnixfsData<'_> {
             put_varint(buf, b);
         }
     }
+}
+
+/// The bytes around a UnixFS leaf's data: a leaf of `kind` holding `len` (> 0) bytes is
+/// `head`, the bytes, then `tail`. Lets a leaf be assembled in place, its data copied once.
+pub(crate) fn leaf_frame(kind: DataType, len: usize) -> (Vec<u8>, Vec<u8>) {
+    let unixfs = UnixfsData { kind, data: None, filesize: Some(len as u64), blocksizes: &[] };
+    let mut head = vec![0x0a];
+    put_varint(&mut head, unixfs.encoded_len_with(Some(len)) as u64);
+    unixfs.write_head(&mut head, Some(len));
+    let mut tail = Vec::new();
+    unixfs.write_tail(&mut tail);
+    (head, tail)
 }
 
 /// Encodes a dag-pb node: links first, then the UnixFS data.
@@ -133,18 +162,23 @@ pub const BLOCK_ALIGN: usize = 4096;
 /// that long. The alignment costs at most one page per block in flight and no copy: the bytes
 /// are a view into the padded allocation.
 pub(crate) fn page_aligned(len: usize, fill: impl FnOnce(&mut Vec<u8>)) -> Bytes {
+    let (mut buf, pad) = aligned_buffer(len);
+    fill(&mut buf);
+    debug_assert_eq!(buf.len(), pad + len);
+    Bytes::from(buf).slice(pad..)
+}
+
+/// A buffer with room for a block of `len` bytes, holding only the padding that puts the
+/// block's first byte on a [`BLOCK_ALIGN`] boundary (none below that size); returns it with
+/// the padding's length, where the block will start.
+pub(crate) fn aligned_buffer(len: usize) -> (Vec<u8>, usize) {
     if len < BLOCK_ALIGN {
-        let mut buf = Vec::with_capacity(len);
-        fill(&mut buf);
-        debug_assert_eq!(buf.len(), len);
-        return Bytes::from(buf);
+        return (Vec::with_capacity(len), 0);
     }
     let mut buf: Vec<u8> = Vec::with_capacity(len + BLOCK_ALIGN - 1);
     let pad = buf.as_ptr().align_offset(BLOCK_ALIGN);
     buf.resize(pad, 0);
-    fill(&mut buf);
-    debug_assert_eq!(buf.len(), pad + len);
-    Bytes::from(buf).slice(pad..)
+    (buf, pad)
 }
 
 /// Bytes of a block's start that [`dag_pb_is_data_only`] looks at: a tag and a length varint.
@@ -198,6 +232,24 @@ mod tests {
         let empty_dir =
             encode_node(&[], &UnixfsData { kind: DataType::Directory, data: None, filesize: None, blocksizes: &[] });
         assert_eq!(empty_dir, [0x0a, 0x02, 0x08, 0x01][..]);
+    }
+
+    #[test]
+    fn leaf_frames_surround_the_data_as_the_encoder_does() {
+        for len in [1usize, 127, 128, 16_383, 16_384, 262_144, 1 << 20] {
+            for kind in [DataType::File, DataType::Raw] {
+                let data = vec![9u8; len];
+                let (head, tail) = leaf_frame(kind, len);
+                let mut framed = head;
+                framed.extend_from_slice(&data);
+                framed.extend_from_slice(&tail);
+                let leaf = encode_node(
+                    &[],
+                    &UnixfsData { kind, data: Some(&data), filesize: Some(len as u64), blocksizes: &[] },
+                );
+                assert_eq!(framed, leaf, "{len} bytes, {kind:?}");
+            }
+        }
     }
 
     #[test]

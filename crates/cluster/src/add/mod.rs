@@ -37,12 +37,9 @@ use crate::cluster::Cluster;
 use crate::monitor::MonitorMsg;
 pub use multipart::{MultipartError, MultipartParser, PartEvent, PartHeader, PartKind, boundary_of};
 
-/// Part events waiting for the importer (at each of two hand-offs). File data comes in pieces
-/// of about 1 MiB, so a few suffice; more only hold memory.
-const EVENT_QUEUE: usize = 2;
-/// How long file data the multipart parser holds waits for more to fill a piece before it goes
-/// to the importer anyway: a slow or stalled upload is imported as it arrives.
-const PIECE_WAIT: std::time::Duration = std::time::Duration::from_millis(20);
+/// Part events waiting for the importer (at each of two hand-offs). File data comes in the
+/// pieces the HTTP server read (up to a few hundred KiB each).
+const EVENT_QUEUE: usize = 8;
 /// Blocks waiting for the distributor.
 const BLOCK_QUEUE: usize = 16;
 /// Batches waiting per destination (each up to `MAX_BLOCK_PUT_BYTES`).
@@ -415,19 +412,8 @@ where
             if parser.is_done() {
                 return;
             }
-            let next = if parser.holds_data() {
-                match tokio::time::timeout(PIECE_WAIT, body.next()).await {
-                    Ok(next) => next,
-                    Err(_) => {
-                        parser.release_data();
-                        continue;
-                    }
-                }
-            } else {
-                body.next().await
-            };
-            match next {
-                Some(Ok(chunk)) => parser.push(&chunk),
+            match body.next().await {
+                Some(Ok(chunk)) => parser.push(chunk),
                 Some(Err(e)) => {
                     let _ = tx.send(Err(ApiError::bad_request(format!("reading the upload failed: {}", e.message)))).await;
                     return;

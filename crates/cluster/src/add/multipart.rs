@@ -1,11 +1,15 @@
 //! A streaming `multipart/form-data` parser for uploads: bytes go in as they arrive, part
 //! events come out, and at most one delimiter's worth of body is held back between pushes.
+//! File data goes out as views of the pieces pushed, without a copy, except around the
+//! delimiters and headers.
 //!
 //! Parts follow the go-ipfs-files convention the original's clients use: each file, directory
 //! or symlink is one part whose `filename` (percent-encoded) is its path;
 //! `Content-Type: application/x-directory` marks a directory and `application/symlink` a
 //! symlink (the body is the target). Nested `multipart/mixed` directories (an older client
 //! format) are refused.
+
+use std::collections::VecDeque;
 
 use bytes::{Buf, Bytes, BytesMut};
 
@@ -104,20 +108,13 @@ enum State {
 pub struct MultipartParser {
     /// `\r\n--boundary`.
     delimiter: Vec<u8>,
+    /// Body data to hand out before anything in `buf`, mostly views of pushed pieces.
+    ready: VecDeque<Bytes>,
+    /// Bytes pushed and not handed out: headers, and body bytes that may begin a delimiter.
     buf: BytesMut,
-    /// In the body state, how many bytes at the front of `buf` are known not to start a
-    /// delimiter: data waits to fill a piece, and each push searches only what is new.
-    scanned: usize,
-    /// Hand out the body data held so far even though it is less than a piece (once).
-    release: bool,
     state: State,
     finder: memchr::memmem::Finder<'static>,
 }
-
-/// File data is handed out in pieces of about this many bytes (fewer at a part's end): the
-/// importer cuts most chunks straight out of pieces this large, where network-sized ones
-/// (tens of KiB) must first be copied together into each chunk.
-const DATA_PIECE: usize = 1 << 20;
 
 impl MultipartParser {
     /// A parser for parts separated by `boundary`.
@@ -127,28 +124,42 @@ impl MultipartParser {
         let mut buf = BytesMut::with_capacity(64 * 1024);
         // The first delimiter has no CRLF before it; pretend it had.
         buf.extend_from_slice(b"\r\n");
-        MultipartParser { delimiter, buf, scanned: 0, release: false, state: State::Preamble, finder }
+        MultipartParser { delimiter, ready: VecDeque::new(), buf, state: State::Preamble, finder }
     }
 
-    /// Appends body bytes.
-    pub fn push(&mut self, data: &[u8]) {
-        if self.buf.capacity() - self.buf.len() < data.len() {
-            // room for a whole piece at once: growing by doubling would copy it several times
-            self.buf.reserve(data.len().max(DATA_PIECE));
+    /// Appends body bytes. Within a part's body, the bytes up to where a delimiter may begin
+    /// are kept as they came, to be handed out without a copy.
+    pub fn push(&mut self, data: Bytes) {
+        let probe_len = self.delimiter.len() - 1;
+        if self.state != State::Body || self.buf.len() > probe_len || data.len() < probe_len {
+            self.buf.extend_from_slice(&data);
+            return;
         }
-        self.buf.extend_from_slice(data);
+        if !self.buf.is_empty() {
+            // What is held may begin a delimiter that this piece completes.
+            let mut probe = self.buf.to_vec();
+            probe.extend_from_slice(&data[..probe_len]);
+            if self.finder.find(&probe).is_some() {
+                self.buf.extend_from_slice(&data);
+                return;
+            }
+            self.ready.push_back(self.buf.split().freeze());
+        }
+        let data_len = match self.finder.find(&data) {
+            Some(i) => i,
+            None => data.len() - self.may_begin_delimiter(&data),
+        };
+        if data_len > 0 {
+            self.ready.push_back(data.slice(..data_len));
+        }
+        self.buf.extend_from_slice(&data[data_len..]);
     }
 
-    /// True while file data waits for more to fill a piece: the caller should
-    /// [`release`](Self::release_data) it when no more comes for a while, so that a slow upload
-    /// is still imported as it arrives.
-    pub fn holds_data(&self) -> bool {
-        self.state == State::Body && self.buf.len() >= self.delimiter.len()
-    }
-
-    /// Lets the next [`next_event`](Self::next_event) hand out the data held, however little.
-    pub fn release_data(&mut self) {
-        self.release = true;
+    /// How many bytes at the end of `data` (which holds no whole delimiter) could be the start
+    /// of one: these wait for the next push.
+    fn may_begin_delimiter(&self, data: &[u8]) -> usize {
+        let from = data.len().saturating_sub(self.delimiter.len() - 1);
+        (from..data.len()).find(|&p| self.delimiter.starts_with(&data[p..])).map_or(0, |p| data.len() - p)
     }
 
     /// True once the closing delimiter was read.
@@ -158,6 +169,9 @@ impl MultipartParser {
 
     /// The next event the bytes pushed so far allow, or `None` when more bytes are needed.
     pub fn next_event(&mut self) -> Result<Option<PartEvent>, MultipartError> {
+        if let Some(data) = self.ready.pop_front() {
+            return Ok(Some(PartEvent::Data(data)));
+        }
         loop {
             match self.state {
                 State::Done => {
@@ -227,11 +241,7 @@ impl MultipartParser {
                     return Ok(Some(PartEvent::Begin(header)));
                 }
                 State::Body => {
-                    if let Some(i) = self.finder.find(&self.buf[self.scanned..]) {
-                        let i = self.scanned + i;
-                        self.scanned = 0;
-                        // the part ends here: a release asked for its data does not carry over
-                        self.release = false;
+                    if let Some(i) = self.finder.find(&self.buf) {
                         if i > 0 {
                             return Ok(Some(PartEvent::Data(self.buf.split_to(i).freeze())));
                         }
@@ -239,13 +249,8 @@ impl MultipartParser {
                         self.state = State::AfterDelimiter;
                         return Ok(Some(PartEvent::End));
                     }
-                    // the last bytes may be the start of a delimiter
-                    let keep = self.delimiter.len() - 1;
-                    self.scanned = self.buf.len().saturating_sub(keep);
-                    if self.buf.len() >= DATA_PIECE + keep || (self.release && self.buf.len() > keep) {
-                        self.scanned = 0;
-                        self.release = false;
-                        let n = self.buf.len() - keep;
+                    let n = self.buf.len() - self.may_begin_delimiter(&self.buf);
+                    if n > 0 {
                         return Ok(Some(PartEvent::Data(self.buf.split_to(n).freeze())));
                     }
                     return Ok(None);
@@ -340,7 +345,7 @@ mod tests {
         let mut p = MultipartParser::new("XyZ");
         let mut events = Vec::new();
         for chunk in data.chunks(piece.max(1)) {
-            p.push(chunk);
+            p.push(Bytes::copy_from_slice(chunk));
             while let Some(e) = p.next_event()? {
                 events.push(e);
             }
@@ -395,46 +400,42 @@ mod tests {
     }
 
     #[test]
-    fn large_parts_come_whole_in_large_pieces() {
-        let mut data: Vec<u8> = (0..3 * DATA_PIECE + 12_345).map(|i| (i % 251) as u8).collect();
-        // near-delimiters around where pieces end
-        for at in [DATA_PIECE - 4, DATA_PIECE + 2, 2 * DATA_PIECE - 1, 3 * DATA_PIECE] {
+    fn file_data_goes_out_as_the_pieces_pushed() {
+        let mut data: Vec<u8> = (0..300_000).map(|i| (i % 251) as u8).collect();
+        // near-delimiters, one across where pieces end
+        for at in [65_530, 100_000, 199_998] {
             data[at..at + 6].copy_from_slice(b"\r\n--Xy");
         }
-        let mut body = b"--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f\"\r\n\r\n".to_vec();
-        body.extend_from_slice(&data);
-        body.extend_from_slice(b"\r\n--XyZ--\r\n");
-        for piece in [1000, 64 << 10, DATA_PIECE + 1, 5 << 20] {
-            let events = events_in_pieces(&body, piece).unwrap();
-            let pieces: Vec<&Bytes> = events
-                .iter()
-                .filter_map(|e| match e {
-                    PartEvent::Data(d) => Some(d),
-                    _ => None,
-                })
-                .collect();
-            assert_eq!(pieces.iter().flat_map(|d| d.iter().copied()).collect::<Vec<u8>>(), data, "pieces of {piece}");
-            let (last, whole) = pieces.split_last().unwrap();
-            assert!(whole.iter().all(|d| d.len() >= DATA_PIECE), "pieces of {piece}: all but the last at least a data piece");
-            assert!(!last.is_empty());
-            assert_eq!(events.last(), Some(&PartEvent::End));
-        }
-    }
-
-    #[test]
-    fn held_data_is_released_on_request() {
+        let head = b"--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f\"\r\n\r\n";
+        let tail = b"\r\n--XyZ--\r\n";
         let mut p = MultipartParser::new("XyZ");
-        p.push(b"--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f\"\r\n\r\n");
+        p.push(Bytes::from_static(head));
         assert!(matches!(p.next_event(), Ok(Some(PartEvent::Begin(_)))));
-        p.push(&[5u8; 1000]);
-        assert_eq!(p.next_event(), Ok(None), "less than a piece waits for more");
-        assert!(p.holds_data());
-        p.release_data();
-        let keep = p.delimiter.len() - 1;
-        assert_eq!(p.next_event(), Ok(Some(PartEvent::Data(Bytes::from(vec![5u8; 1000 - keep])))));
-        assert_eq!(p.next_event(), Ok(None));
-        p.push(&[6u8; 1000]);
-        assert_eq!(p.next_event(), Ok(None), "a release lets out what was held once");
+        let mut out = Vec::new();
+        let mut copied = 0;
+        for piece in [&data[..65_536], &data[65_536..200_000], &data[200_000..]] {
+            let piece = Bytes::copy_from_slice(piece);
+            let range = piece.as_ptr_range();
+            p.push(piece.clone());
+            while let Some(ev) = p.next_event().unwrap() {
+                let PartEvent::Data(d) = ev else { panic!("unexpected {ev:?}") };
+                if !range.contains(&d.as_ptr()) {
+                    copied += d.len();
+                }
+                out.extend_from_slice(&d);
+            }
+        }
+        // only the bytes that looked like a delimiter's start at a piece's end were copied:
+        // "\r\n--Xy" ending the first piece and "\r\n" ending the second
+        assert_eq!(copied, 6 + 2);
+        p.push(Bytes::from_static(tail));
+        while let Some(ev) = p.next_event().unwrap() {
+            if let PartEvent::Data(d) = ev {
+                out.extend_from_slice(&d);
+            }
+        }
+        p.finish().unwrap();
+        assert_eq!(out, data);
     }
 
     proptest! {
