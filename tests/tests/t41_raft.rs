@@ -1,7 +1,7 @@
 //! Three real peers with Raft consensus: joining through `--bootstrap`, continuous pinning
-//! through every peer, kill -9 of the leader (peer 0, the cluster's founder), a new leader
-//! within twice the election timeout, no acknowledged pin lost, and the old leader rejoining
-//! and catching up.
+//! through the followers, kill -9 of the leader (usually peer 0, the cluster's founder), a new
+//! leader within twice the election timeout, no acknowledged pin lost, and the old leader
+//! rejoining and catching up.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -40,12 +40,21 @@ fn raft_view(cluster: &TestCluster, i: usize) -> Option<(String, u64)> {
 fn raft_leader_killed_under_load_loses_no_acknowledged_pin() {
     let mut cluster = TestCluster::start(3, |_, cfg| raft_config(cfg)).expect("3 raft peers");
     cluster.wait_peerset(&[0, 1, 2], 3, Duration::from_secs(60)).expect("3 voters");
+    let leader_index = |cluster: &TestCluster| {
+        let views: Vec<_> = (0..3).map(|i| raft_view(cluster, i)).collect();
+        let (leader, _) = views[0].clone()?;
+        let agreed = views.iter().all(|v| v.as_ref().is_some_and(|(l, _)| *l == leader));
+        cluster.ids.iter().position(|id| *id == leader).filter(|_| agreed)
+    };
+    let mut leader = None;
+    assert!(wait_until(Duration::from_secs(30), || { leader = leader_index(&cluster); leader.is_some() }), "no agreed leader");
+    let leader = leader.unwrap_or_default();
 
-    // Continuous ingestion through peers 1 and 2 (peer 0 is about to die).
+    // Continuous ingestion through the two followers (the leader is about to die).
     let acked = Arc::new(Mutex::new(Vec::<String>::new()));
     let stop = Arc::new(AtomicBool::new(false));
-    let writers: Vec<_> = [1usize, 2]
-        .into_iter()
+    let writers: Vec<_> = (0..3usize)
+        .filter(|&w| w != leader)
         .map(|w| {
             let url = cluster.peers[w].url("");
             let (acked, stop) = (Arc::clone(&acked), Arc::clone(&stop));
@@ -54,8 +63,11 @@ fn raft_leader_killed_under_load_loses_no_acknowledged_pin() {
                 while !stop.load(Ordering::Relaxed) {
                     let cid = identity_cid(format!("raft-{w}-{n}").as_bytes());
                     n += 1;
-                    if let Some((200, _)) = http("POST", &format!("{url}/pins/{cid}")) {
-                        acked.lock().unwrap().push(cid);
+                    match http("POST", &format!("{url}/pins/{cid}")) {
+                        Some((200, _)) => acked.lock().unwrap().push(cid),
+                        // the peer is the one killed (leadership moved to it meanwhile)
+                        None => std::thread::sleep(Duration::from_millis(20)),
+                        Some(_) => {}
                     }
                 }
             })
@@ -63,15 +75,19 @@ fn raft_leader_killed_under_load_loses_no_acknowledged_pin() {
         .collect();
     assert!(wait_until(Duration::from_secs(60), || acked.lock().unwrap().len() >= 100), "ingestion did not start");
 
-    // kill -9 the leader: the survivors elect a new one within twice the election timeout
-    // (they poll `/health/actors` every 50 ms).
-    let (old_leader, old_term) = raft_view(&cluster, 1).expect("peer 1 raft view");
-    assert_eq!(old_leader, cluster.ids[0], "peer 0, the founder, should lead");
+    // kill -9 whichever peer leads now (on a loaded machine leadership may have moved): the
+    // survivors elect a new one within twice the election timeout (they poll
+    // `/health/actors` every 50 ms).
+    let mut dead = None;
+    assert!(wait_until(Duration::from_secs(30), || { dead = leader_index(&cluster); dead.is_some() }), "no agreed leader under load");
+    let dead = dead.unwrap_or_default();
+    let survivors: Vec<usize> = (0..3).filter(|&i| i != dead).collect();
+    let (old_leader, old_term) = raft_view(&cluster, survivors[0]).expect("survivor raft view");
     let before = acked.lock().unwrap().len();
     let killed_at = Instant::now();
-    cluster.peers[0].kill9();
+    cluster.peers[dead].kill9();
     let elected = loop {
-        let views = [raft_view(&cluster, 1), raft_view(&cluster, 2)];
+        let views = [raft_view(&cluster, survivors[0]), raft_view(&cluster, survivors[1])];
         if let [Some((a, ta)), Some((b, tb))] = &views
             && a == b
             && *a != old_leader
@@ -92,7 +108,7 @@ fn raft_leader_killed_under_load_loses_no_acknowledged_pin() {
     );
     let resumed = killed_at.elapsed();
     eprintln!("writes resumed {resumed:?} after the leader was killed");
-    // Enough writes after the kill to snapshot and purge past what peer 0 has.
+    // Enough writes after the kill to snapshot and purge past what the old leader has.
     assert!(wait_until(Duration::from_secs(60), || acked.lock().unwrap().len() >= before + 400), "too few writes after the kill");
     stop.store(true, Ordering::Relaxed);
     for w in writers {
@@ -101,7 +117,7 @@ fn raft_leader_killed_under_load_loses_no_acknowledged_pin() {
     let acked: BTreeSet<String> = acked.lock().unwrap().iter().cloned().collect();
     // A pin is acknowledged once committed and applied by the peer that took it; the other
     // survivor applies it a moment later. A lost pin never shows up.
-    for i in [1, 2] {
+    for &i in &survivors {
         let complete = wait_until(Duration::from_secs(20), || acked.is_subset(&cids_in(&cluster, i)));
         let have = cids_in(&cluster, i);
         let missing: Vec<_> = acked.difference(&have).collect();
@@ -112,10 +128,10 @@ fn raft_leader_killed_under_load_loses_no_acknowledged_pin() {
     // than trailing_logs behind).
     // kill -9 left no peerstore behind and the survivors cannot dial its new port: give it
     // their addresses, as an operator would (peer_addresses).
-    let addrs: Vec<String> = [1, 2].iter().map(|&i| cluster_tests::multi::cluster_addr(&cluster.peers[i]).expect("addr")).collect();
-    cluster.peers[0].edit_config(|cfg| cfg["cluster"]["peer_addresses"] = addrs.clone().into()).expect("edit config");
-    cluster.peers[0].start().expect("restart peer 0");
-    let ok = wait_until(Duration::from_secs(60), || acked.is_subset(&cids_in(&cluster, 0)));
-    assert!(ok, "restarted peer did not catch up: has {} of {}", cids_in(&cluster, 0).len(), acked.len());
-    assert!(cluster.peers[0].log().contains("installed raft snapshot"), "catch-up did not use a snapshot");
+    let addrs: Vec<String> = survivors.iter().map(|&i| cluster_tests::multi::cluster_addr(&cluster.peers[i]).expect("addr")).collect();
+    cluster.peers[dead].edit_config(|cfg| cfg["cluster"]["peer_addresses"] = addrs.clone().into()).expect("edit config");
+    cluster.peers[dead].start().expect("restart the old leader");
+    let ok = wait_until(Duration::from_secs(60), || acked.is_subset(&cids_in(&cluster, dead)));
+    assert!(ok, "restarted peer did not catch up: has {} of {}", cids_in(&cluster, dead).len(), acked.len());
+    assert!(cluster.peers[dead].log().contains("installed raft snapshot"), "catch-up did not use a snapshot");
 }
