@@ -142,20 +142,26 @@ pub fn rss_kib(pid: u32) -> (u64, u64) {
 /// CPU time the process has used so far, user and system, in seconds (Linux `/proc`; 0 where
 /// unreadable). Clock ticks are 1/100 s on every Linux the benchmarks run on.
 pub fn cpu_secs(pid: u32) -> (f64, f64) {
+    // utime and stime are fields 14 and 15 of stat(5); 12 and 13 counted after the name.
+    let [user, sys] = stat_fields(pid, [11, 12]);
+    (user as f64 / 100.0, sys as f64 / 100.0)
+}
+
+/// Fields of `/proc/<pid>/stat` by index, counted from 0 after the command name; 0 where
+/// unreadable.
+fn stat_fields<const N: usize>(pid: u32, indexes: [usize; N]) -> [u64; N] {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // The command name may hold spaces; the fields after its closing parenthesis do not.
     let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) as f64 / 100.0;
-    // utime and stime are fields 14 and 15 of stat(5); 12 and 13 counted after the name.
-    (ticks(11), ticks(12))
+    indexes.map(|i| fields.get(i).and_then(|v| v.parse().ok()).unwrap_or(0))
 }
 
 /// Minor page faults the process has taken so far (Linux `/proc`; 0 where unreadable): each is
 /// a page of fresh memory touched, which costs kernel time when buffers are not reused.
 pub fn minor_faults(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // minflt is field 10 of stat(5); 8 counted after the name.
-    stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(7)).and_then(|v| v.parse().ok()).unwrap_or(0)
+    let [minflt] = stat_fields(pid, [7]);
+    minflt
 }
 
 /// The n-th synthetic CID: an identity CID, so pinning it needs no content from anywhere.

@@ -145,21 +145,21 @@ impl MultipartParser {
             }
             self.ready.push_back(self.buf.split().freeze());
         }
-        let data_len = match self.finder.find(&data) {
-            Some(i) => i,
-            None => data.len() - self.may_begin_delimiter(&data),
-        };
+        let data_len = self.body_data_len(&data);
         if data_len > 0 {
             self.ready.push_back(data.slice(..data_len));
         }
         self.buf.extend_from_slice(&data[data_len..]);
     }
 
-    /// How many bytes at the end of `data` (which holds no whole delimiter) could be the start
-    /// of one: these wait for the next push.
-    fn may_begin_delimiter(&self, data: &[u8]) -> usize {
+    /// How many bytes at the start of `data` are surely body data: up to the first delimiter,
+    /// or else up to the last bytes that could be the start of one (these wait for more).
+    fn body_data_len(&self, data: &[u8]) -> usize {
+        if let Some(i) = self.finder.find(data) {
+            return i;
+        }
         let from = data.len().saturating_sub(self.delimiter.len() - 1);
-        (from..data.len()).find(|&p| self.delimiter.starts_with(&data[p..])).map_or(0, |p| data.len() - p)
+        (from..data.len()).find(|&p| self.delimiter.starts_with(&data[p..])).unwrap_or(data.len())
     }
 
     /// True once the closing delimiter was read.
@@ -241,19 +241,16 @@ impl MultipartParser {
                     return Ok(Some(PartEvent::Begin(header)));
                 }
                 State::Body => {
-                    if let Some(i) = self.finder.find(&self.buf) {
-                        if i > 0 {
-                            return Ok(Some(PartEvent::Data(self.buf.split_to(i).freeze())));
-                        }
-                        self.buf.advance(self.delimiter.len());
-                        self.state = State::AfterDelimiter;
-                        return Ok(Some(PartEvent::End));
-                    }
-                    let n = self.buf.len() - self.may_begin_delimiter(&self.buf);
+                    let n = self.body_data_len(&self.buf);
                     if n > 0 {
                         return Ok(Some(PartEvent::Data(self.buf.split_to(n).freeze())));
                     }
-                    return Ok(None);
+                    if !self.buf.starts_with(&self.delimiter) {
+                        return Ok(None);
+                    }
+                    self.buf.advance(self.delimiter.len());
+                    self.state = State::AfterDelimiter;
+                    return Ok(Some(PartEvent::End));
                 }
             }
         }
